@@ -1,0 +1,34 @@
+# make demo | make test | make test-all | make install
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+SAMPLE := samples/big_buck_bunny_432_433s_720p.webm
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+# torch/torchvision are pinned and installed first: pip takes these builds from the local disk.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	mkdir -p outputs/demo
+	$(PY) convert.py input=$(SAMPLE) output=outputs/demo/bbb_LRF_Full_SBS.mkv overwrite=true
+
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf outputs .pytest_cache
+
+bench: install
+	$(PY) -m s3d.bench

@@ -1,0 +1,103 @@
+"""The depth interface, per-frame normalisation and the weights lookup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from safetensors.torch import load_file
+
+from s3d.errors import MissingWeightsError, S3DError
+
+
+def normalize_nearness(raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Min-max normalise each frame to ``[0, 1]``: ``(B, 1, H, W) -> (B, 1, H, W)``; a flat frame gives 0."""
+    flat = raw.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
+    return (raw - lo) / (hi - lo).clamp(min=eps)
+
+
+def resolve_weights(path: str | Path | None, backend: str, how: str) -> Path:
+    """Return the weights path if the file exists; otherwise raise the one-line missing-weights error."""
+    if path is None:
+        raise MissingWeightsError("<no path set: depth.weights>", backend, how)
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MissingWeightsError(p, backend, how)
+    return p
+
+
+def load_safetensors_into(module: nn.Module, path: Path) -> None:
+    """Load a safetensors state dict, refusing missing, unexpected or wrongly shaped tensors by name."""
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises several types for a corrupt header
+        raise S3DError(path, f"not a readable safetensors file ({err})") from None
+    own = module.state_dict()
+    for name, tensor in own.items():
+        if name not in state:
+            raise S3DError(path, f"missing tensor '{name}'")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise S3DError(path, f"tensor '{name}' has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise S3DError(path, f"unexpected tensor '{extra[0]}'")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+class DepthBackend(nn.Module):
+    """Base class of depth backends.
+
+    Subclasses implement :meth:`predict` on a frame resized to the backend's working resolution and
+    return any monotone nearness-like map (larger = nearer); :meth:`forward` resizes in and out and
+    normalises. Backends are frozen: they never train.
+    """
+
+    name: str = "depth"
+
+    def __init__(self, resolution: int | None = None):
+        super().__init__()
+        self.resolution = resolution
+
+    def working_size(self, h: int, w: int) -> tuple[int, int]:
+        """Size the network runs at: the short side scaled to ``resolution`` (multiples of 32)."""
+        if not self.resolution:
+            return h, w
+        scale = self.resolution / min(h, w)
+        return max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
+
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` in ``[0, 1]`` -> ``(B, 1, h', w')`` raw nearness, any positive scale."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` RGB in ``[0, 1]`` -> ``(B, 1, H, W)`` nearness in ``[0, 1]``, larger = nearer."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W), got {tuple(image.shape)}")
+        h, w = image.shape[-2:]
+        hh, ww = self.working_size(h, w)
+        x = F.interpolate(image, size=(hh, ww), mode="bilinear", align_corners=False, antialias=True) if (hh, ww) != (h, w) else image
+        raw = self.predict(x)
+        raw = F.interpolate(raw, size=(h, w), mode="bilinear", align_corners=False)
+        return normalize_nearness(raw)
+
+
+def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBackend:
+    """Instantiate the backend named by a ``conf/depth`` config, frozen and in eval mode on ``device``."""
+    try:
+        model = instantiate(cfg)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, S3DError):  # the backend's own one-line error, e.g. missing weights
+            raise err.__cause__ from None
+        raise
+    if not isinstance(model, DepthBackend):
+        raise TypeError(f"{cfg._target_} is not a DepthBackend")
+    model.requires_grad_(False)
+    return model.eval().to(device)

@@ -1,0 +1,21 @@
+"""User-facing errors: one line that names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class S3DError(Exception):
+    """An error the user can act on; the CLI prints ``str(err)`` alone, without a traceback."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class MissingWeightsError(S3DError):
+    """A backend's weights file is absent; ``how`` says how to get it."""
+
+    def __init__(self, path: str | Path, backend: str, how: str):
+        super().__init__(path, f"missing weights for depth backend '{backend}'; get them with: {how}")

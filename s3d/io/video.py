@@ -1,0 +1,228 @@
+"""Video decoding and encoding with PyAV.
+
+The output keeps the input's timestamps (frame for frame, so variable frame rate survives), carries
+audio and subtitle streams over as packets where the container takes their codec, and marks the
+stereo layout in the container.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from s3d.errors import S3DError
+
+log = logging.getLogger(__name__)
+
+# Matroska StereoMode names as libavformat spells them (the element players read).
+MATROSKA_STEREO_MODE = {"full_sbs": "left_right", "half_sbs": "left_right", "full_ou": "top_bottom", "half_ou": "top_bottom"}
+CONTAINER_FORMAT = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".webm": "webm"}
+# Audio codecs MP4/MOV players accept; others are re-encoded to AAC there.
+MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int  # as displayed, after rotation
+    height: int
+    frames: int  # from the container; an estimate where it does not say
+    fps: Fraction
+    time_base: Fraction
+    rotation: int  # degrees counter-clockwise the frames must turn to display upright
+    duration: float | None  # seconds, where the container says
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise S3DError(path, "no such file")
+    if path.is_dir():
+        raise S3DError(path, "is a folder, not a video")
+    if path.stat().st_size == 0:
+        raise S3DError(path, "file is empty")
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as err:
+        raise S3DError(path, f"not a media file ({err.strerror or err})") from None
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Read the stream layout without decoding; refuses files with no video stream."""
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise S3DError(path, "no video stream")
+        stream = container.streams.video[0]
+        fps = stream.average_rate or stream.guessed_rate or Fraction(24)
+        duration = None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        frames = stream.frames or (round(duration * fps) if duration else 0)
+        rotation = 0
+        try:
+            first = next(container.decode(stream))
+            rotation = int(round(first.rotation)) % 360
+        except (StopIteration, av.error.FFmpegError):
+            raise S3DError(path, "video stream has no decodable frame") from None
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            w, h = h, w
+        return VideoInfo(path, w, h, frames, Fraction(fps), Fraction(stream.time_base), rotation, duration)
+
+
+def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply the display rotation (degrees counter-clockwise) to an ``(H, W, 3)`` frame."""
+    return np.ascontiguousarray(np.rot90(rgb, k=rotation // 90)) if rotation else rgb
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray  # (H, W, 3) uint8, upright
+    pts: int | None  # in the stream's time base
+    time: float | None
+
+
+def decode_frames(info: VideoInfo) -> Iterator[Frame]:
+    """Decode every frame, upright, with its timestamp; a decode error or a truncated file is an error."""
+    last_time = None
+    count = 0
+    with _open_input(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                last_time = frame.time
+                yield Frame(_upright(frame.to_ndarray(format="rgb24"), info.rotation), frame.pts, frame.time)
+        except av.error.FFmpegError as err:
+            raise S3DError(info.path, f"corrupt video after frame {count} ({err.strerror or err})") from None
+    if count == 0:
+        raise S3DError(info.path, "video stream has no decodable frame")
+    if info.duration and last_time is not None:
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        frame_time = 1.0 / float(info.fps)
+        if last_time - start + frame_time < info.duration - 2 * frame_time - 0.05:
+            raise S3DError(info.path, f"truncated: video ends at {last_time - start:.2f} s of {info.duration:.2f} s")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    codec: str = "libx264"
+    crf: int = 20
+    preset: str = "fast"
+    pix_fmt: str = "yuv420p"
+
+
+class VideoWriter:
+    """Encode packed frames to ``tmp_path`` and carry over the input's audio and subtitle streams.
+
+    Use as a context manager; :meth:`write` takes ``(H, W, 3) uint8`` frames with the input's
+    timestamps, in order.
+    """
+
+    def __init__(self, tmp_path: Path, fmt: str, info: VideoInfo, width: int, height: int, settings: EncoderSettings, stereo_mode: str | None):
+        self.info = info
+        self.out = av.open(str(tmp_path), "w", format=fmt)
+        try:
+            self.video = self.out.add_stream(settings.codec, rate=info.fps)
+        except (av.error.FFmpegError, ValueError) as err:
+            self.out.close()
+            raise S3DError(None, f"video codec '{settings.codec}' is not available ({err})") from None
+        self.video.width, self.video.height = width, height
+        self.video.pix_fmt = settings.pix_fmt
+        self.video.time_base = info.time_base
+        self.video.codec_context.time_base = info.time_base
+        opts = {}
+        if settings.codec in ("libx264", "libx265"):
+            opts = {"crf": str(settings.crf), "preset": settings.preset}
+        self.video.options = opts
+        if stereo_mode:
+            self.video.metadata["stereo_mode"] = stereo_mode
+        self._side = av.open(str(info.path))
+        self._side_map = {}
+        self._reencode = {}
+        for s in self._side.streams:
+            if s.type not in ("audio", "subtitle"):
+                continue
+            name = s.codec_context.name
+            if fmt in ("mp4", "mov") and s.type == "audio" and name not in MP4_AUDIO_CODECS:
+                out_s = self.out.add_stream("aac", rate=s.codec_context.sample_rate, layout=s.codec_context.layout)
+                self._reencode[s.index] = out_s
+            elif name in self.out.supported_codecs:
+                out_s = self.out.add_stream_from_template(s)
+            else:
+                log.warning("%s: dropping %s stream %d: %s cannot hold codec %s", info.path, s.type, s.index, fmt, name)
+                continue
+            self._side_map[s.index] = out_s
+        self._packets = self._side.demux(*[self._side.streams[i] for i in self._side_map]) if self._side_map else iter(())
+        self._pending = None
+        self._count = 0
+
+    def _mux_side_until(self, t: float | None) -> None:
+        """Mux side-stream packets up to time ``t`` (all of them for ``None``) so the file stays interleaved."""
+        while True:
+            if self._pending is None:
+                try:
+                    self._pending = next(self._packets)
+                except StopIteration:
+                    return
+                except av.error.FFmpegError:
+                    return
+            p = self._pending
+            if p.dts is None:
+                self._pending = None
+                continue
+            if t is not None and p.dts * p.time_base > t:
+                return
+            self._pending = None
+            src = p.stream.index
+            if src in self._reencode:
+                out_s = self._reencode[src]
+                for frame in p.decode():
+                    for q in out_s.encode(frame):
+                        self.out.mux(q)
+            else:
+                p.stream = self._side_map[src]
+                self.out.mux(p)
+
+    def write(self, rgb: np.ndarray, pts: int | None) -> None:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = pts if pts is not None else self._count
+        frame.time_base = self.info.time_base
+        self._count += 1
+        self._mux_side_until(float(frame.pts * self.info.time_base))
+        for packet in self.video.encode(frame):
+            self.out.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.video.encode():
+            self.out.mux(packet)
+        self._mux_side_until(None)
+        for out_s in self._reencode.values():
+            for q in out_s.encode():
+                self.out.mux(q)
+        self.out.close()
+        self._side.close()
+
+    def abort(self) -> None:
+        for c in (self.out, self._side):
+            try:
+                c.close()
+            except Exception:  # closing a half-written file may fail; it is deleted anyway
+                pass
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,85 @@
+"""Frames in, packed stereo frames out: depth -> disparity -> the other eye -> layout, batched on one device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from s3d.depth.base import DepthBackend
+from s3d.layout import pack
+from s3d.stereo import nearness_to_disparity, synthesize_view
+
+EYES = ("left", "right", "center")
+
+
+@dataclass(frozen=True)
+class StereoSettings:
+    layout: str = "full_sbs"
+    eye: str = "left"  # which eye the input is; "center" renders both eyes half-way each side
+    divergence: float = 2.0  # % of width
+    convergence: float = 0.5
+    anaglyph_method: str = "dubois"
+
+    def __post_init__(self):
+        if self.eye not in EYES:
+            raise ValueError(f"eye must be one of {', '.join(EYES)}, got '{self.eye}'")
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_tensor(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``(B, H, W, 3) uint8 -> (B, 3, H, W) float`` in ``[0, 1]`` on ``device``."""
+    return frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W) float -> (B, H, W, 3) uint8`` on the CPU."""
+    return images.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def pad_even(images: torch.Tensor) -> torch.Tensor:
+    """Pad bottom/right by one replicated pixel where odd: 4:2:0 video needs even sizes. ``(B,C,H,W)``."""
+    h, w = images.shape[-2:]
+    if h % 2 == 0 and w % 2 == 0:
+        return images
+    return F.pad(images, (0, w % 2, 0, h % 2), mode="replicate")
+
+
+def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image (B, 3, H, W)``, ``nearness (B, 1, H, W)`` -> ``(left, right)``, each ``(B, 3, H, W)``."""
+    d = nearness_to_disparity(nearness, image.shape[-1], s.divergence, s.convergence)
+    if s.eye == "left":
+        return image, synthesize_view(image, d, direction=1)
+    if s.eye == "right":
+        return synthesize_view(image, d, direction=-1), image
+    return synthesize_view(image, d / 2, direction=-1), synthesize_view(image, d / 2, direction=1)
+
+
+class StereoPipeline:
+    """Convert batches of mono frames to packed stereo frames."""
+
+    def __init__(self, depth: DepthBackend, settings: StereoSettings, device: torch.device):
+        self.depth, self.settings, self.device = depth, settings, device
+
+    @torch.inference_mode()
+    def eyes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``."""
+        image = to_tensor(frames, self.device)
+        return make_eyes(image, self.depth(image), self.settings)
+
+    @torch.inference_mode()
+    def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
+        s = self.settings
+        packed = pack(left, right, s.layout, anaglyph_method=s.anaglyph_method)
+        return to_uint8(pad_even(packed) if even else packed)
+
+    def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
+        """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout."""
+        return self.pack(*self.eyes(frames), even=even)

@@ -1,0 +1,81 @@
+"""Warping one eye into the other (see :mod:`s3d.stereo` for the conventions).
+
+Conversion uses depth-image-based rendering in three steps, all batched on the input's device:
+1. :func:`forward_disparity` splats the source-view disparity into the target view, nearest point wins;
+2. :func:`backward_warp` samples the source colours with that target-view disparity (sub-pixel, sharp);
+3. :func:`s3d.stereo.fill.fill_from_background` fills the disoccluded holes from the background side.
+:func:`backward_warp` alone is differentiable and is what the trained warp model uses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from s3d.stereo.fill import fill_from_background
+
+ALIGN_CORNERS = False
+
+
+def base_grid(b: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Identity sampling grid for ``grid_sample(..., align_corners=False)``: ``-> (B, H, W, 2)``."""
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx, gy), dim=-1).expand(b, h, w, 2)
+
+
+def _check(image: torch.Tensor, disparity: torch.Tensor) -> None:
+    if image.dim() != 4 or disparity.dim() != 4 or disparity.shape[1] != 1:
+        raise ValueError(f"expected image (B, C, H, W) and disparity (B, 1, H, W), got {tuple(image.shape)}, {tuple(disparity.shape)}")
+    if image.shape[0] != disparity.shape[0] or image.shape[-2:] != disparity.shape[-2:]:
+        raise ValueError(f"image {tuple(image.shape)} and disparity {tuple(disparity.shape)} differ in batch or size")
+
+
+def backward_warp(source: torch.Tensor, target_disparity: torch.Tensor, direction: int = 1) -> torch.Tensor:
+    """Sample the source view at ``x_target + direction * d`` (bilinear, border padding).
+
+    ``source (B, C, H, W)``, ``target_disparity (B, 1, H, W)`` in pixels, given in the **target** view
+    ``-> (B, C, H, W)``. Differentiable in both inputs.
+    """
+    _check(source, target_disparity)
+    b, _, h, w = source.shape
+    grid = base_grid(b, h, w, source.device, source.dtype)
+    shift = direction * target_disparity[:, 0] * (2.0 / w)
+    grid = torch.stack((grid[..., 0] + shift, grid[..., 1]), dim=-1)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=ALIGN_CORNERS)
+
+
+def forward_disparity(disparity: torch.Tensor, direction: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Splat a source-view disparity into the target view; where several points land, the nearest wins.
+
+    Each source pixel lands at ``x - direction * d`` and is written to the integer pixels either side
+    (one where it lands exactly), so a stretched surface leaves no one-pixel cracks.
+
+    ``(B, 1, H, W) -> (target disparity (B, 1, H, W), valid (B, 1, H, W) bool)``; invalid = disoccluded.
+    """
+    b, _, h, w = disparity.shape
+    x = torch.arange(w, device=disparity.device, dtype=disparity.dtype).expand_as(disparity)
+    landing = x - direction * disparity
+    empty = torch.finfo(disparity.dtype).min
+    target = torch.full_like(disparity, empty)
+    for pos in (landing.floor(), landing.ceil()):
+        inside = (pos >= 0) & (pos <= w - 1)
+        index = pos.clamp(0, w - 1).long()
+        src = torch.where(inside, disparity, torch.full_like(disparity, empty))
+        target = target.scatter_reduce(-1, index, src, reduce="amax", include_self=True)
+    valid = target > empty
+    return torch.where(valid, target, torch.zeros_like(target)), valid
+
+
+def synthesize_view(source: torch.Tensor, disparity: torch.Tensor, direction: int = 1) -> torch.Tensor:
+    """Render the other eye from one eye and its own (source-view) disparity.
+
+    ``source (B, C, H, W)``, ``disparity (B, 1, H, W)`` in pixels, in the source view ``-> (B, C, H, W)``.
+    Zero disparity returns the source unchanged.
+    """
+    _check(source, disparity)
+    target_disparity, valid = forward_disparity(disparity, direction)
+    warped = backward_warp(source, target_disparity, direction)
+    filled, _ = fill_from_background(warped, target_disparity, valid)
+    return filled

@@ -1,0 +1,86 @@
+"""Fixtures: small real-format media made on the fly with PyAV and Pillow (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from s3d.config import PROJECT_ROOT
+
+SAMPLE = PROJECT_ROOT / "samples" / "big_buck_bunny_432_433s_720p.webm"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def textured_frame(h: int, w: int, i: int = 0) -> np.ndarray:
+    """A frame with texture at every scale, moving with ``i``: ``(H, W, 3) uint8``."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = 127 + 120 * np.sin((x + 3 * i) / 7.0)
+    g = 127 + 120 * np.cos((y - 2 * i) / 5.0)
+    b = (x * 3 + y * 5 + i * 11) % 256
+    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+
+
+def make_video(
+    path: Path,
+    width: int = 64,
+    height: int = 48,
+    frames: int = 6,
+    fps: int = 24,
+    audio: bool = True,
+    pts: list[int] | None = None,
+    rotation: int = 0,
+    subtitle: bool = False,
+    video: bool = True,
+) -> Path:
+    """Write a small H.264 (+ AAC) file; ``pts`` in 1/1000 s gives a variable frame rate."""
+    fmt = "matroska" if path.suffix == ".mkv" else None
+    with av.open(str(path), "w", format=fmt) as out:
+        vs = None
+        if video:
+            vs = out.add_stream("libx264", rate=fps)
+            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+            if pts is not None:
+                vs.time_base = Fraction(1, 1000)
+                vs.codec_context.time_base = Fraction(1, 1000)
+            if rotation:
+                vs.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = out.add_stream("aac", rate=48000, layout="stereo")
+        n_samples = int(48000 * frames / fps)
+        if vs is not None:
+            for i in range(frames):
+                f = av.VideoFrame.from_ndarray(textured_frame(height, width, i), format="rgb24")
+                f.pts = pts[i] if pts is not None else i
+                for p in vs.encode(f):
+                    out.mux(p)
+            for p in vs.encode():
+                out.mux(p)
+        if a is not None:
+            t = np.arange(n_samples) / 48000
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            samples = np.stack([tone, tone])
+            for start in range(0, n_samples, 1024):
+                chunk = samples[:, start : start + 1024]
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+                af.sample_rate = 48000
+                af.pts = start
+                for p in a.encode(af):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
+    return path
+
+
+@pytest.fixture
+def tiny_video(tmp_path: Path) -> Path:
+    return make_video(tmp_path / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    return SAMPLE

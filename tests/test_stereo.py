@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from s3d.stereo import backward_warp, fill_from_background, forward_disparity, nearness_to_disparity, synthesize_view
+
+
+def ramp_image(b=1, c=3, h=4, w=32):
+    x = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    return (x + torch.arange(c, dtype=torch.float32).view(1, c, 1, 1) * 100).expand(b, c, h, w).clone()
+
+
+@pytest.mark.parametrize("d", [1.0, 3.0, 5.0])
+def test_constant_disparity_moves_pixels_by_d(d):
+    img = ramp_image()
+    disp = torch.full((1, 1, 4, 32), d)
+    right = synthesize_view(img, disp, direction=1)
+    # x_right = x_left - d: the right eye at x shows the left eye's pixel x + d.
+    assert torch.allclose(right[..., : 32 - int(d)], img[..., int(d) :])
+    left = synthesize_view(img, disp, direction=-1)
+    assert torch.allclose(left[..., int(d) :], img[..., : 32 - int(d)])
+
+
+def test_subpixel_disparity_interpolates():
+    img = ramp_image()
+    out = backward_warp(img, torch.full((1, 1, 4, 32), 2.5), direction=1)
+    assert torch.allclose(out[..., 5:20], img[..., 5:20] + 2.5, atol=1e-4)
+
+
+def test_zero_divergence_gives_identical_views():
+    img = torch.rand(2, 3, 16, 24)
+    near = torch.rand(2, 1, 16, 24)
+    d = nearness_to_disparity(near, 24, divergence=0.0, convergence=0.5)
+    assert torch.allclose(synthesize_view(img, d, 1), img, atol=1e-6)
+    assert torch.allclose(synthesize_view(img, d, -1), img, atol=1e-6)
+
+
+def test_disparity_range_and_screen_plane():
+    near = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3)
+    d = nearness_to_disparity(near, width=1000, divergence=2.0, convergence=0.5)
+    assert d.flatten().tolist() == pytest.approx([-10.0, 0.0, 10.0])
+    with pytest.raises(ValueError):
+        nearness_to_disparity(near, 1000, 2.0, 1.5)
+
+
+def test_occlusion_filled_from_background_not_foreground():
+    # Background colour 0 with disparity 1, a foreground square of colour 1 with disparity 6.
+    w = 40
+    img = torch.zeros(1, 1, 1, w)
+    disp = torch.ones(1, 1, 1, w)
+    img[..., 15:25] = 1.0
+    disp[..., 15:25] = 6.0
+    right = synthesize_view(img, disp, direction=1)
+    # The foreground lands at [9, 19); the gap it opens on its right, [19, 24), shows background.
+    assert torch.all(right[..., 10:18] == 1.0)
+    assert torch.all(right[..., 19:24] == 0.0)
+    assert right.sum() == pytest.approx(10.0, abs=1.0)  # the foreground is not smeared wider
+
+
+def test_forward_disparity_nearest_wins_and_marks_holes():
+    disp = torch.tensor([[[[0.0, 0.0, 3.0, 0.0, 0.0, 0.0]]]])
+    target, valid = forward_disparity(disp, direction=1)
+    # The near pixel (x=2, d=3) lands at x=-1: outside; x=2 is then a hole.
+    assert not valid[0, 0, 0, 2]
+    assert valid[0, 0, 0, [0, 1, 3, 4, 5]].all()
+
+
+def test_fill_takes_smaller_disparity_side():
+    img = torch.tensor([[[[5.0, 0.0, 0.0, 9.0]]]])
+    disp = torch.tensor([[[[1.0, 0.0, 0.0, 7.0]]]])
+    valid = torch.tensor([[[[True, False, False, True]]]])
+    filled, fdisp = fill_from_background(img, disp, valid)
+    assert filled.flatten().tolist() == [5.0, 5.0, 5.0, 9.0]
+    assert fdisp.flatten().tolist() == [1.0, 1.0, 1.0, 7.0]
+
+
+def test_backward_warp_gradcheck_float64():
+    img = torch.rand(1, 2, 3, 6, dtype=torch.float64, requires_grad=True)
+    disp = (torch.rand(1, 1, 3, 6, dtype=torch.float64) * 2 + 0.3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda i, d: backward_warp(i, d, 1), (img, disp), eps=1e-6, atol=1e-4)
+
+
+def test_shape_checks():
+    with pytest.raises(ValueError):
+        synthesize_view(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 9))

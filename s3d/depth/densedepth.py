@@ -12,11 +12,13 @@ resolution.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torchvision.models.densenet import DenseNet as TorchvisionDenseNet
 
@@ -34,9 +36,10 @@ class DenseDepthConfig:
     num_init_features: int = 64
     bn_size: int = 4
     decoder_width: int = 832  # half the encoder's 1664 output channels
+    bn_eps: float = KERAS_BN_EPS
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "DenseDepthConfig":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], bn_eps: float = KERAS_BN_EPS) -> "DenseDepthConfig":
         """Read the architecture from tensor names and shapes (raises ``KeyError`` on a foreign file)."""
         growth = state["encoder.denseblock1.denselayer1.conv2.weight"].shape[0]
         blocks = []
@@ -53,6 +56,7 @@ class DenseDepthConfig:
             num_init_features=state["encoder.conv0.weight"].shape[0],
             bn_size=state["encoder.denseblock1.denselayer1.conv1.weight"].shape[0] // growth,
             decoder_width=state["decoder.conv2.weight"].shape[0],
+            bn_eps=bn_eps,
         )
 
 
@@ -61,7 +65,7 @@ def densenet_encoder(cfg: DenseDepthConfig) -> nn.Sequential:
     features = TorchvisionDenseNet(cfg.growth_rate, cfg.block_config, cfg.num_init_features, cfg.bn_size).features
     for m in features.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.eps = KERAS_BN_EPS
+            m.eps = cfg.bn_eps
     return features
 
 
@@ -122,6 +126,13 @@ class DenseDepthNet(nn.Module):
         return self.decoder(x, [skips["transition2"], skips["transition1"], skips["pool0"], skips["relu0"]])
 
 
+def _bn_eps_from_metadata(path) -> float:
+    """The BatchNorm epsilon the converter read from the Keras model config (Keras' default if absent)."""
+    with safe_open(str(path), "pt") as f:
+        meta = (f.metadata() or {}).get("s3d")
+    return float(json.loads(meta)["config"]["bn_eps"]) if meta else KERAS_BN_EPS
+
+
 class DenseDepth(DepthBackend):
     """The DenseDepth depth backend (frozen), weights converted from the authors' ``nyu.h5``."""
 
@@ -131,7 +142,7 @@ class DenseDepth(DepthBackend):
         super().__init__(resolution)
         path = resolve_weights(weights, self.name, how)
         try:
-            cfg = DenseDepthConfig.from_state_dict(load_file(str(path)))
+            cfg = DenseDepthConfig.from_state_dict(load_file(str(path)), _bn_eps_from_metadata(path))
         except KeyError as err:
             raise S3DError(path, f"not DenseDepth weights: missing tensor {err}") from None
         except Exception as err:

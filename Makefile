@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SAMPLE := samples/big_buck_bunny_432_433s_720p.webm
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all weights bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test-all: install
 
 clean:
 	rm -rf outputs .pytest_cache
+
+# DenseDepth's nyu.h5 from the authors' address (needs internet): checked, sha256 recorded, converted.
+weights: install
+	$(PY) -m s3d.depth.fetch_densedepth
 
 bench: install
 	$(PY) -m s3d.bench

@@ -63,6 +63,11 @@ def measure(clip: Path, batch: int = 4) -> dict:
         for name, backend in depth_backends().items():
             backend(x)  # warm-up
             results[f"depth[{name}]"] = _timed(lambda: backend(x), 2) / batch
+        # The article's figure of merit: one 640x480 frame through the depth network alone.
+        vga = torch.nn.functional.interpolate(x[:1], size=(480, 640), mode="bilinear", align_corners=False)
+        for name, backend in depth_backends().items():
+            backend(vga)
+            results[f"depth[{name}] at 640x480"] = _timed(lambda: backend(vga), 2)
         near = depth_backends()["tiny_random"](x)
         s = StereoSettings()
         results["synthesis"] = _timed(lambda: pack(*make_eyes(x, near, s), s.layout), 3) / batch

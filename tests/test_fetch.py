@@ -1,0 +1,78 @@
+"""``make weights`` against a local HTTP server on 127.0.0.1 serving the fixture (no test touches the network)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from keras_densedepth import make_layers, write_h5
+from s3d.depth.fetch_densedepth import main
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "srv"
+    root.mkdir()
+    write_h5(root / "nyu.h5", make_layers())
+    body = (root / "nyu.h5").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/nyu.h5":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/short.h5":  # the connection drops half way
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+            elif self.path == "/page.h5":  # a web page where the file should be
+                page = b"<html>moved</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", hashlib.sha256(body).hexdigest()
+    httpd.shutdown()
+
+
+def test_fetch_downloads_checks_records_sha_and_converts(server, tmp_path):
+    base, sha = server
+    out = tmp_path / "w" / "dd.safetensors"
+    assert main(["--url", f"{base}/nyu.h5", "--out", str(out), "--any-size", "--quiet"]) == 0
+    assert out.exists() and out.with_suffix(".h5").exists()
+    assert json.loads(out.with_suffix(".json").read_text())["source_sha256"] == sha
+
+
+def test_fetch_refuses_a_model_that_is_not_densenet169(server, tmp_path, capsys):
+    base, _ = server
+    out = tmp_path / "dd.safetensors"
+    assert main(["--url", f"{base}/nyu.h5", "--out", str(out), "--quiet"]) == 1
+    assert "not the DenseNet-169 DenseDepth" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("path,problem", [("short.h5", "incomplete|failed"), ("missing.h5", "HTTP 404"), ("page.h5", "not an HDF5 file")])
+def test_failed_download_leaves_nothing_that_looks_complete(server, tmp_path, capsys, path, problem):
+    base, _ = server
+    out = tmp_path / "dd.safetensors"
+    assert main(["--url", f"{base}/{path}", "--out", str(out), "--any-size", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and __import__("re").search(problem, err)
+    assert not out.exists() and not out.with_suffix(".h5").exists() and not list(tmp_path.glob("*.partial"))

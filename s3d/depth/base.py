@@ -72,6 +72,10 @@ class DepthBackend(nn.Module):
         scale = self.resolution / min(h, w)
         return max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
 
+    def train(self, mode: bool = True) -> "DepthBackend":
+        """Always eval: a frozen backend keeps its BatchNorm statistics inside a training loop too."""
+        return super().train(False)
+
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` in ``[0, 1]`` -> ``(B, 1, h', w')`` raw nearness, any positive scale."""
         raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Training data: stereo pairs (left eye, right eye) with geometry-preserving augmentation."""

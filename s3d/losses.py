@@ -1,0 +1,58 @@
+"""Training losses: a weighted sum whose every weight is a config value (``conf/loss``).
+
+Terms: ``mse`` and ``ssim`` (kornia) on the generated eye, as in the article; for the warp model also
+``photometric`` (monodepth's 0.85 SSIM + 0.15 L1 on the warped eye before inpainting) and ``smooth``
+(edge-aware smoothness of the disparity, scale-free). All take ``(B, C, H, W)`` in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import kornia
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """``(1 - SSIM) / 2``, averaged: 0 for identical images. ``(B, C, H, W) x 2 -> ()``."""
+    return kornia.losses.ssim_loss(pred, target, window_size=window)
+
+
+def photometric_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7, alpha: float = 0.85) -> torch.Tensor:
+    """monodepth's appearance loss ``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``. ``-> ()``."""
+    return alpha * ssim_loss(pred, target, window) + (1 - alpha) * (pred - target).abs().mean()
+
+
+def smoothness_loss(disparity: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first-order smoothness of mean-normalised disparity. ``(B,1,H,W), (B,3,H,W) -> ()``."""
+    d = disparity / (disparity.abs().mean(dim=(2, 3), keepdim=True) + 1e-7)
+    dx, dy = (d[..., :, 1:] - d[..., :, :-1]).abs(), (d[..., 1:, :] - d[..., :-1, :]).abs()
+    ix = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(1, keepdim=True)
+    iy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(1, keepdim=True)
+    return (dx * torch.exp(-ix)).mean() + (dy * torch.exp(-iy)).mean()
+
+
+class ViewLoss(nn.Module):
+    """Weighted sum of the terms above; a zero weight skips its term."""
+
+    def __init__(self, mse: float = 1.0, ssim: float = 1.0, photometric: float = 0.0, smooth: float = 0.0, ssim_window: int = 7):
+        super().__init__()
+        self.weights = {"mse": mse, "ssim": ssim, "photometric": photometric, "smooth": smooth}
+        self.window = ssim_window
+
+    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``out`` from a model, ``target``/``image`` ``(B, 3, H, W)`` -> ``(total, {term: value})``."""
+        terms: dict[str, torch.Tensor] = {}
+        w = self.weights
+        if w["mse"]:
+            terms["mse"] = F.mse_loss(out["pred"], target)
+        if w["ssim"]:
+            terms["ssim"] = ssim_loss(out["pred"], target, self.window)
+        if w["photometric"] and "warped" in out:
+            terms["photometric"] = photometric_loss(out["warped"], target, self.window)
+        if w["smooth"] and "disparity" in out:
+            terms["smooth"] = smoothness_loss(out["disparity"], image)
+        if not terms:
+            raise ValueError("every loss weight that applies to this model is zero")
+        total = sum(w[k] * v for k, v in terms.items())
+        return total, terms

@@ -1,0 +1,56 @@
+"""One LightningModule for every view-synthesis model: the input is the left eye, the target the right."""
+
+from __future__ import annotations
+
+import kornia
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+
+from s3d.depth.base import DepthBackend
+from s3d.losses import ViewLoss
+
+
+class ViewSynthesisModule(pl.LightningModule):
+    def __init__(self, model: nn.Module, depth: DepthBackend, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0):
+        super().__init__()
+        self.model, self.depth, self.loss = model, depth, loss
+        self.lr, self.weight_decay = lr, weight_decay
+
+    def model_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+        image, target = batch["left"], batch["right"]
+        nearness = self.depth(image).clone()  # the backend runs in inference mode; clone makes a normal tensor
+        out = self.model(image, nearness)
+        out["nearness"] = nearness
+        total, terms = self.loss(out, target, image)
+        return out, total, terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        _, total, terms = self.model_step(batch)
+        self.log("train/loss", total, prog_bar=True)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value)
+        return total
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out, total, _ = self.model_step(batch)
+        pred, target = out["pred"].clamp(0, 1), batch["right"]
+        self.log("val/loss", total)
+        self.log("val/psnr", kornia.metrics.psnr(pred, target, 1.0), prog_bar=True)
+        self.log("val/ssim", kornia.metrics.ssim(pred, target, 7).mean())
+        if batch_idx == 0:
+            self._log_panel(batch["left"], pred, target, out.get("disparity", out["nearness"]))
+
+    def _log_panel(self, image, pred, target, depth_like) -> None:
+        """Input | generated | real | depth or disparity, for loggers that take images (W&B)."""
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is None:
+            return
+        d = depth_like[:1]
+        d = (d - d.min()) / (d.max() - d.min() + 1e-7)
+        panel = torch.cat((image[:1], pred[:1], target[:1], d.expand(-1, 3, -1, -1)), dim=-1)[0]
+        log_image(key="val/panel", images=[panel.permute(1, 2, 0).float().cpu().numpy()], caption=["input | generated | real | depth/disparity"])
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)

@@ -1,0 +1,104 @@
+"""train.py as a user runs it, on the real stereo pairs committed in data/pairs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s3d.config import CONF_DIR, PROJECT_ROOT, compose
+from s3d.data.pairs import StereoPairs, StereoPairsDataModule, find_pairs
+from s3d.errors import S3DError
+
+
+def train(tmp_path: Path, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(PROJECT_ROOT / "train.py"), *(["-m"] if multirun else []), "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false", *overrides]
+    return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("model", ["seed", "warp"])
+def test_fast_dev_run(tmp_path: Path, model: str):
+    r = train(tmp_path, f"model={model}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = next(tmp_path.glob("outputs/train/*/train.log")).read_text()
+    assert "'train/loss'" in log and "'val/psnr'" in log and "'val/ssim'" in log
+
+
+def test_short_run_logs_checkpoints_and_resumes(tmp_path: Path):
+    short = ["trainer.fast_dev_run=false", "trainer.log_every_n_steps=1", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "hydra.run.dir=run1"]
+    r = train(tmp_path, *short)
+    assert r.returncode == 0, r.stderr[-3000:]
+    header = (tmp_path / "run1/csv/version_0/metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/mse", "train/ssim", "val/psnr", "val/ssim"} <= set(header)
+    ckpts = sorted(p.name for p in (tmp_path / "run1/checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(c.startswith("best-") for c in ckpts)
+    more = [s.replace("max_epochs=1", "max_epochs=2").replace("run1", "run2") for s in short]
+    r = train(tmp_path, *more, f"ckpt_path={tmp_path / 'run1/checkpoints/last.ckpt'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Restoring states from the checkpoint" in r.stderr + r.stdout + (tmp_path / "run2/train.log").read_text()
+    rows = (tmp_path / "run2/csv/version_0/metrics.csv").read_text().splitlines()[1:]
+    assert rows and all(row.split(",")[header.index("epoch")] in ("1", "") for row in rows)  # it went on from epoch 1
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_loss_weights(tmp_path: Path):
+    r = train(tmp_path, "loss.ssim=0,0.5", multirun=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted(tmp_path.glob("outputs/multirun/*/*/.hydra/overrides.yaml"))
+    values = sorted(line.split("=")[1] for p in runs for line in p.read_text().splitlines() if "loss.ssim=" in line)
+    assert values == ["0", "0.5"]
+
+
+def test_find_pairs_both_layouts(tmp_path: Path):
+    from PIL import Image
+
+    img = Image.new("RGB", (8, 8))
+    for side in ("image_0", "image_1"):
+        (tmp_path / side).mkdir()
+        img.save(tmp_path / side / "a.png")
+    (tmp_path / "scene").mkdir()
+    img.save(tmp_path / "scene" / "im0.png")
+    img.save(tmp_path / "scene" / "im1.png")
+    assert [n for n, _, _ in find_pairs(tmp_path)] == ["a", "scene"]
+    assert len(find_pairs(PROJECT_ROOT / "data" / "pairs")) == 6
+
+
+def test_split_by_scene_and_crops():
+    dm = StereoPairsDataModule([str(PROJECT_ROOT / "data" / "pairs")], crop=(64, 96), val_pairs=2, samples_per_pair=3)
+    dm.setup()
+    train_names = {name for name, _, _ in dm.train_set.images}
+    val_names = {name for name, _, _ in dm.val_set.images}
+    assert not train_names & val_names and len(val_names) == 2 and len(dm.train_set) == 4 * 3
+    item = dm.train_set[0]
+    assert item["left"].shape == item["right"].shape == (3, 64, 96)
+
+
+def test_flip_swaps_the_eyes(monkeypatch):
+    left, right = torch.rand(3, 8, 8), torch.rand(3, 8, 8)
+    ds = StereoPairs.__new__(StereoPairs)
+    ds.images, ds.crop, ds.train, ds.jitter, ds.samples_per_pair = [("x", left, right)], (8, 8), True, 0.0, 1
+    monkeypatch.setattr("random.random", lambda: 0.0)  # always flip
+    item = ds[0]
+    assert torch.equal(item["left"], right.flip(-1)) and torch.equal(item["right"], left.flip(-1))
+
+
+def test_too_few_pairs_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(S3DError, match="found 0 stereo pairs"):
+        StereoPairsDataModule([str(tmp_path)]).setup()
+
+
+@pytest.mark.parametrize("group", sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()))
+def test_every_config_group_option_composes_and_instantiates(group: str):
+    from hydra.utils import instantiate
+
+    for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+        cfg = compose("train", [f"{group}={option}", "paths.output_dir=/tmp/s3d-test"])
+        node = cfg[group]
+        if group == "depth" and option != "tiny_random":
+            continue  # needs weights; its missing-weights error is tested in test_depth.py
+        if group == "logger" and option == "wandb":
+            continue  # instantiating starts a W&B run; covered by the W&B test
+        assert instantiate(node) is not None

@@ -13,11 +13,12 @@ from tqdm import tqdm
 
 from s3d.depth import build_depth
 from s3d.errors import S3DError
+from s3d.export import load_model
 from s3d.io.atomic import atomic_output
 from s3d.io.image import PHOTO_SUFFIXES, is_stereo_photo, read_photo, read_stereo_photo, write_gif, write_photo
 from s3d.io.video import CONTAINER_FORMAT, MATROSKA_STEREO_MODE, EncoderSettings, VideoWriter, decode_frames, probe_video
 from s3d.layout import packed_size, wiggle_frames
-from s3d.pipeline import StereoPipeline, StereoSettings, select_device, to_tensor, to_uint8
+from s3d.pipeline import ModelPipeline, StereoPipeline, StereoSettings, select_device, to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ def stereo_settings(cfg: DictConfig) -> StereoSettings:
 
 def _pipeline(cfg: DictConfig) -> StereoPipeline:
     device = select_device(cfg.device)
-    torch.set_num_threads(cfg.threads) if cfg.threads else None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.checkpoint:
+        model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
+        return ModelPipeline(model, depth, stereo_settings(cfg), device)
     return StereoPipeline(build_depth(cfg.depth, device), stereo_settings(cfg), device)
 
 

@@ -83,3 +83,25 @@ class StereoPipeline:
     def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
         """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout."""
         return self.pack(*self.eyes(frames), even=even)
+
+
+class ModelPipeline(StereoPipeline):
+    """Like :class:`StereoPipeline`, but a trained view-synthesis model renders the other eye.
+
+    Models are trained left -> right; for a right-eye input the frame is mirrored, which turns it into
+    the left eye of the mirrored scene, and the result is mirrored back.
+    """
+
+    def __init__(self, model: torch.nn.Module, depth: DepthBackend, settings: StereoSettings, device: torch.device):
+        if settings.eye == "center":
+            raise ValueError("a trained model renders one eye from the other: use eye=left or eye=right")
+        super().__init__(depth, settings, device)
+        self.model = model
+
+    @torch.inference_mode()
+    def eyes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image = to_tensor(frames, self.device)
+        if self.settings.eye == "right":
+            mirrored = image.flip(-1)
+            return self.model(mirrored, self.depth(mirrored))["pred"].flip(-1), image
+        return image, self.model(image, self.depth(image))["pred"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -10,6 +11,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from s3d.depth import build_depth
+from s3d.export import export_checkpoint, export_model
 from s3d.module import ViewSynthesisModule
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoints = ModelCheckpoint(dirpath=f"{cfg.paths.output_dir}/checkpoints", monitor="val/psnr", mode="max", save_last=True, filename="best-{epoch}")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[checkpoints])
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    out = Path(cfg.paths.output_dir) / "model.safetensors"
+    if checkpoints.best_model_path:
+        export_checkpoint(Path(checkpoints.best_model_path), cfg.model, cfg.depth, out)
+    else:  # fast_dev_run saves no checkpoint: export the weights as they are
+        export_model(module.model, cfg.model, cfg.depth, out)
+    log.info("model for convert.py: %s", out)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     log.info("final metrics: %s", metrics)
     return metrics

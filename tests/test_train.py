@@ -6,8 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
+import av
 import pytest
 import torch
+from safetensors.torch import load_file
+
+from conftest import make_video
+from s3d.convert import convert
+from s3d.export import export_checkpoint, load_model
+from s3d.export import main as export_main
 
 from s3d.config import CONF_DIR, PROJECT_ROOT, compose
 from s3d.data.pairs import StereoPairs, StereoPairsDataModule, find_pairs
@@ -25,6 +34,13 @@ def test_fast_dev_run(tmp_path: Path, model: str):
     assert r.returncode == 0, r.stderr[-3000:]
     log = next(tmp_path.glob("outputs/train/*/train.log")).read_text()
     assert "'train/loss'" in log and "'val/psnr'" in log and "'val/ssim'" in log
+    # From training to use: the exported model converts a video, for either input eye.
+    exported = next(tmp_path.glob("outputs/train/*/model.safetensors"))
+    clip = make_video(tmp_path / "c.mp4", width=64, height=48, frames=3)
+    for eye in ("left", "right"):
+        out = convert(compose("convert", [f"input={clip}", f"checkpoint={exported}", f"eye={eye}", "quiet=true", f"output={tmp_path / (eye + '.mkv')}"]))[0]
+        with av.open(str(out)) as c:
+            assert (c.streams.video[0].width, c.streams.video[0].height, c.streams.video[0].frames or 3) == (128, 48, 3)
 
 
 def test_short_run_logs_checkpoints_and_resumes(tmp_path: Path):
@@ -41,6 +57,35 @@ def test_short_run_logs_checkpoints_and_resumes(tmp_path: Path):
     assert "Restoring states from the checkpoint" in r.stderr + r.stdout + (tmp_path / "run2/train.log").read_text()
     rows = (tmp_path / "run2/csv/version_0/metrics.csv").read_text().splitlines()[1:]
     assert rows and all(row.split(",")[header.index("epoch")] in ("1", "") for row in rows)  # it went on from epoch 1
+    # The best checkpoint was exported; the export command gives the same tensors from the .ckpt.
+    best = next((tmp_path / "run1/checkpoints").glob("best-*.ckpt"))
+    again = tmp_path / "again.safetensors"
+    assert export_main([str(best), str(tmp_path / "run1/.hydra/config.yaml"), str(again)]) == 0
+    a, b = load_file(str(tmp_path / "run1/model.safetensors")), load_file(str(again))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path):
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Evil()}, ckpt)
+    cfg = compose("train")
+    with pytest.raises(S3DError, match="not a loadable weights-only checkpoint"):
+        export_checkpoint(ckpt, cfg.model, cfg.depth, tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_exported_file_naming_a_foreign_class_is_refused(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"s3d": json.dumps({"model": {"_target_": "os.system", "command": "true"}, "depth": {}})})
+    with pytest.raises(S3DError, match="refusing to build 'os.system'"):
+        load_model(path, tmp_path, torch.device("cpu"))
 
 
 @pytest.mark.slow

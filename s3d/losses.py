@@ -1,6 +1,7 @@
 """Training losses: a weighted sum whose every weight is a config value (``conf/loss``).
 
-Terms: ``mse`` and ``ssim`` (kornia) on the generated eye, as in the article; for the warp model also
+Terms: ``mse``, ``ssim`` (kornia) and ``vgg`` (low-level VGG16 features, :mod:`s3d.vgg`) on the
+generated eye, as in the article; for the warp model also
 ``photometric`` (monodepth's 0.85 SSIM + 0.15 L1 on the warped eye before inpainting) and ``smooth``
 (edge-aware smoothness of the disparity, scale-free). All take ``(B, C, H, W)`` in ``[0, 1]``.
 """
@@ -32,13 +33,34 @@ def smoothness_loss(disparity: torch.Tensor, image: torch.Tensor) -> torch.Tenso
     return (dx * torch.exp(-ix)).mean() + (dy * torch.exp(-iy)).mean()
 
 
-class ViewLoss(nn.Module):
-    """Weighted sum of the terms above; a zero weight skips its term."""
+class PerceptualLoss(nn.Module):
+    """Relative L1 distance of VGG16 activations, averaged over layers: 0 for identical images. ``-> ()``.
 
-    def __init__(self, mse: float = 1.0, ssim: float = 1.0, photometric: float = 0.0, smooth: float = 0.0, ssim_window: int = 7):
+    Each layer's distance is divided by the target's mean activation, so layers and weight files with
+    different input scalings weigh alike.
+    """
+
+    def __init__(self, weights: str, layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
         super().__init__()
-        self.weights = {"mse": mse, "ssim": ssim, "photometric": photometric, "smooth": smooth}
+        from s3d.vgg import VGGFeatures
+
+        self.vgg = VGGFeatures(weights, tuple(layers))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            ft = self.vgg(target)
+        fp = self.vgg(pred)
+        return sum((a - b).abs().mean() / (b.abs().mean() + 1e-6) for a, b in zip(fp, ft)) / len(ft)
+
+
+class ViewLoss(nn.Module):
+    """Weighted sum of the terms above; a zero weight skips its term (and loads nothing for it)."""
+
+    def __init__(self, mse: float = 1.0, ssim: float = 1.0, vgg: float = 0.0, photometric: float = 0.0, smooth: float = 0.0, ssim_window: int = 7, vgg_weights: str | None = None, vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
+        super().__init__()
+        self.weights = {"mse": mse, "ssim": ssim, "vgg": vgg, "photometric": photometric, "smooth": smooth}
         self.window = ssim_window
+        self.perceptual = PerceptualLoss(vgg_weights, tuple(vgg_layers)) if vgg else None
 
     def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``out`` from a model, ``target``/``image`` ``(B, 3, H, W)`` -> ``(total, {term: value})``."""
@@ -48,6 +70,8 @@ class ViewLoss(nn.Module):
             terms["mse"] = F.mse_loss(out["pred"], target)
         if w["ssim"]:
             terms["ssim"] = ssim_loss(out["pred"], target, self.window)
+        if self.perceptual is not None:
+            terms["vgg"] = self.perceptual(out["pred"], target)
         if w["photometric"] and "warped" in out:
             terms["photometric"] = photometric_loss(out["warped"], target, self.window)
         if w["smooth"] and "disparity" in out:

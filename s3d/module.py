@@ -27,17 +27,19 @@ class ViewSynthesisModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         _, total, terms = self.model_step(batch)
-        self.log("train/loss", total, prog_bar=True)
+        n = batch["left"].shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=n)
         for name, value in terms.items():
-            self.log(f"train/{name}", value)
+            self.log(f"train/{name}", value, batch_size=n)
         return total
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out, total, _ = self.model_step(batch)
         pred, target = out["pred"].clamp(0, 1), batch["right"]
-        self.log("val/loss", total)
-        self.log("val/psnr", kornia.metrics.psnr(pred, target, 1.0), prog_bar=True)
-        self.log("val/ssim", kornia.metrics.ssim(pred, target, 7).mean())
+        n = pred.shape[0]
+        self.log("val/loss", total, batch_size=n, sync_dist=True)
+        self.log("val/psnr", kornia.metrics.psnr(pred, target, 1.0), prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val/ssim", kornia.metrics.ssim(pred, target, 7).mean(), batch_size=n, sync_dist=True)
         if batch_idx == 0:
             self._log_panel(batch["left"], pred, target, out.get("disparity", out["nearness"]))
 
@@ -49,7 +51,8 @@ class ViewSynthesisModule(pl.LightningModule):
         d = depth_like[:1]
         d = (d - d.min()) / (d.max() - d.min() + 1e-7)
         panel = torch.cat((image[:1], pred[:1], target[:1], d.expand(-1, 3, -1, -1)), dim=-1)[0]
-        log_image(key="val/panel", images=[panel.permute(1, 2, 0).float().cpu().numpy()], caption=["input | generated | real | depth/disparity"])
+        rgb = (panel.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        log_image(key="val/panel", images=[rgb], caption=["input | generated | real | depth/disparity"])
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

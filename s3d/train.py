@@ -29,12 +29,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoints = ModelCheckpoint(dirpath=f"{cfg.paths.output_dir}/checkpoints", monitor="val/psnr", mode="max", save_last=True, filename="best-{epoch}")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[checkpoints])
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if not trainer.is_global_zero:  # under DDP, one process writes the exported model
+        return metrics
     out = Path(cfg.paths.output_dir) / "model.safetensors"
     if checkpoints.best_model_path:
         export_checkpoint(Path(checkpoints.best_model_path), cfg.model, cfg.depth, out)
     else:  # fast_dev_run saves no checkpoint: export the weights as they are
         export_model(module.model, cfg.model, cfg.depth, out)
     log.info("model for convert.py: %s", out)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     log.info("final metrics: %s", metrics)
     return metrics

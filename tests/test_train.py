@@ -147,4 +147,35 @@ def test_every_config_group_option_composes_and_instantiates(group: str):
             continue  # needs weights; its missing-weights error is tested in test_depth.py
         if group == "logger" and option == "wandb":
             continue  # instantiating starts a W&B run; covered by the W&B test
+        if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
+            assert node.precision == "bf16-mixed"
+            continue  # needs a CUDA device
         assert instantiate(node) is not None
+
+
+def test_wandb_offline_run_has_metrics_and_image_panels(tmp_path: Path):
+    import os
+
+    from PIL import Image
+
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    args = [sys.executable, str(PROJECT_ROOT / "train.py"), "logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "hydra.run.dir=run"]
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = next((tmp_path / "run/wandb").glob("offline-run-*"))
+    log = next(run.glob("run-*.wandb")).read_bytes()
+    assert b"train/loss" in log and b"val/psnr" in log and b"val/ssim" in log
+    panels = list((run / "files/media/images/val").glob("panel_*.png"))
+    assert panels
+    panel = Image.open(panels[0])
+    assert panel.size == (4 * 192, 128)  # input | generated | real | depth, each a 128x192 validation crop
+    assert max(panel.convert("L").getextrema()) > 50  # not a black image
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path: Path):
+    r = train(tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.fast_dev_run=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "hydra.run.dir=ddp")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (tmp_path / "ddp/train.log").read_text() + (tmp_path / "ddp/train_ddp_process_1.log").read_text()
+    assert "distributed_backend=gloo" in r.stderr + r.stdout + log or "gloo" in r.stderr + log
+    assert (tmp_path / "ddp/model.safetensors").exists() and (tmp_path / "ddp/checkpoints/last.ckpt").exists()

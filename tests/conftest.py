@@ -84,3 +84,11 @@ def tiny_video(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def sample() -> Path:
     return SAMPLE
+
+
+def exit_code(main, argv) -> int:
+    """What a command-line ``main`` exits with (``SystemExit`` or its return value)."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
+
+from conftest import exit_code
 import torch
 from safetensors.torch import load_file
 
@@ -132,7 +133,7 @@ def test_cli_converter(tmp_path, keras_layers, capsys):
     src = write_h5(tmp_path / "a.h5", keras_layers, EPS)
     assert main([str(src), str(tmp_path / "a.safetensors")]) == 0
     assert (tmp_path / "a.json").exists()
-    assert main([str(tmp_path / "missing.h5"), str(tmp_path / "b.safetensors")]) == 1
+    assert exit_code(main, [str(tmp_path / "missing.h5"), str(tmp_path / "b.safetensors")]) == 1
     assert "no such file" in capsys.readouterr().err
 
 

@@ -6,9 +6,10 @@ import hashlib
 import http.server
 import json
 import threading
-from pathlib import Path
 
 import pytest
+
+from conftest import exit_code
 
 from keras_densedepth import make_layers, write_h5
 from s3d.depth.fetch_densedepth import main
@@ -63,7 +64,7 @@ def test_fetch_downloads_checks_records_sha_and_converts(server, tmp_path):
 def test_fetch_refuses_a_model_that_is_not_densenet169(server, tmp_path, capsys):
     base, _ = server
     out = tmp_path / "dd.safetensors"
-    assert main(["--url", f"{base}/nyu.h5", "--out", str(out), "--quiet"]) == 1
+    assert exit_code(main, ["--url", f"{base}/nyu.h5", "--out", str(out), "--quiet"]) == 1
     assert "not the DenseNet-169 DenseDepth" in capsys.readouterr().err
     assert not out.exists()
 
@@ -72,7 +73,7 @@ def test_fetch_refuses_a_model_that_is_not_densenet169(server, tmp_path, capsys)
 def test_failed_download_leaves_nothing_that_looks_complete(server, tmp_path, capsys, path, problem):
     base, _ = server
     out = tmp_path / "dd.safetensors"
-    assert main(["--url", f"{base}/{path}", "--out", str(out), "--any-size", "--quiet"]) == 1
+    assert exit_code(main, ["--url", f"{base}/{path}", "--out", str(out), "--any-size", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and __import__("re").search(problem, err)
     assert not out.exists() and not out.with_suffix(".h5").exists() and not list(tmp_path.glob("*.partial"))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import SHARED_DATA
 from s3d.config import PROJECT_ROOT
-from s3d.data.films import StereoFilmsDataModule, extract_film, film_layout, read_frames_at, sample_frame_indices, split_eyes, vr_centre
+from s3d.data.films import StereoFilmsDataModule, film_layout, read_frames_at, sample_frame_indices, split_eyes, vr_centre
 from s3d.layout import pack
 from s3d.layout.detect import detect_layout, from_content, from_name
 

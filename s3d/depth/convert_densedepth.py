@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import json
 import re
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from s3d.depth.densedepth import KERAS_BN_EPS, DenseDepthConfig, DenseDepthNet
+from s3d.depth.densedepth import KERAS_BN_EPS, DenseDepthConfig, DenseDepthNet, count_dense_layers
+from s3d import cli
 from s3d.errors import S3DError
 
 BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -106,19 +106,13 @@ def infer_config(layers: dict[str, dict[str, np.ndarray]], path: Path, bn_eps: f
             raise S3DError(path, f"missing tensor '{name}/kernel'")
         return layers[name]["kernel"]
 
-    blocks = []
-    b = 2
-    while f"conv{b}_block1_1_conv" in layers:
-        n = 0
-        while f"conv{b}_block{n + 1}_1_conv" in layers:
-            n += 1
-        blocks.append(n)
-        b += 1
+    # Keras numbers the dense blocks conv2..conv5.
+    blocks = count_dense_layers(lambda b, n: f"conv{b + 1}_block{n}_1_conv" in layers)
     if len(blocks) != 4:
         raise S3DError(path, f"expected 4 dense blocks (conv2..conv5), found {len(blocks)}")
     growth = kernel("conv2_block1_2_conv").shape[-1]
     return DenseDepthConfig(
-        block_config=tuple(blocks),
+        block_config=blocks,
         growth_rate=int(growth),
         num_init_features=int(kernel("conv1_conv").shape[-1]),
         bn_size=int(kernel("conv2_block1_1_conv").shape[-1] // growth),
@@ -188,14 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)
     args = ap.parse_args(argv)
-    try:
+
+    def job() -> DenseDepthConfig:
         if not args.src.is_file():
             raise S3DError(args.src, "no such file")
-        cfg = convert(args.src, args.dst)
-    except S3DError as err:
-        print(f"s3d: error: {err}", file=sys.stderr)
-        return 1
-    print(f"{args.dst}: DenseDepth {cfg}")
+        return convert(args.src, args.dst)
+
+    print(f"{args.dst}: DenseDepth {cli.run(job)}")
     return 0
 
 

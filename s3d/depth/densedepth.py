@@ -42,22 +42,27 @@ class DenseDepthConfig:
     def from_state_dict(cls, state: dict[str, torch.Tensor], bn_eps: float = KERAS_BN_EPS) -> "DenseDepthConfig":
         """Read the architecture from tensor names and shapes (raises ``KeyError`` on a foreign file)."""
         growth = state["encoder.denseblock1.denselayer1.conv2.weight"].shape[0]
-        blocks = []
-        i = 1
-        while f"encoder.denseblock{i}.denselayer1.conv1.weight" in state:
-            n = 0
-            while f"encoder.denseblock{i}.denselayer{n + 1}.conv1.weight" in state:
-                n += 1
-            blocks.append(n)
-            i += 1
+        blocks = count_dense_layers(lambda b, n: f"encoder.denseblock{b}.denselayer{n}.conv1.weight" in state)
         return cls(
-            block_config=tuple(blocks),
+            block_config=blocks,
             growth_rate=growth,
             num_init_features=state["encoder.conv0.weight"].shape[0],
             bn_size=state["encoder.denseblock1.denselayer1.conv1.weight"].shape[0] // growth,
             decoder_width=state["decoder.conv2.weight"].shape[0],
             bn_eps=bn_eps,
         )
+
+
+def count_dense_layers(exists) -> tuple[int, ...]:
+    """Layers per dense block, counted while ``exists(block, layer)`` (both from 1) says the layer is there."""
+    blocks, b = [], 1
+    while exists(b, 1):
+        n = 1
+        while exists(b, n + 1):
+            n += 1
+        blocks.append(n)
+        b += 1
+    return tuple(blocks)
 
 
 def densenet_encoder(cfg: DenseDepthConfig) -> nn.Sequential:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from s3d import cli
 from s3d.config import PROJECT_ROOT
 from s3d.depth.convert_densedepth import convert
 from s3d.depth.densedepth import DenseDepthConfig
@@ -83,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--any-size", action="store_true", help="accept any DenseDepth, not only DenseNet-169 (tests)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        cfg = fetch(args.url, args.out, not args.any_size, args.quiet)
-    except S3DError as err:
-        print(f"s3d: error: {err}", file=sys.stderr)
-        return 1
+    cfg = cli.run(fetch, args.url, args.out, not args.any_size, args.quiet)
     print(f"{args.out}: DenseDepth {cfg.block_config}, sha256 of the .h5 in {args.out.with_suffix('.json')}")
     return 0
 

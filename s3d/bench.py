@@ -46,6 +46,10 @@ def _densedepth_random(resolution: int) -> DenseDepth:
 def depth_backends() -> dict[str, torch.nn.Module]:
     backends = {"tiny_random": build_depth(compose("convert", ["depth=tiny_random"]).depth)}
     try:
+        backends["s3d_lite0"] = build_depth(compose("convert", ["depth=s3d_lite0"]).depth)
+    except MissingWeightsError:
+        pass
+    try:
         backends["densedepth"] = build_depth(compose("convert", ["depth=densedepth"]).depth)
     except MissingWeightsError:
         backends["densedepth (random weights)"] = _densedepth_random(480)
@@ -63,11 +67,12 @@ def measure(clip: Path, batch: int = 4) -> dict:
         for name, backend in depth_backends().items():
             backend(x)  # warm-up
             results[f"depth[{name}]"] = _timed(lambda: backend(x), 2) / batch
-        # The article's figure of merit: one 640x480 frame through the depth network alone.
-        vga = torch.nn.functional.interpolate(x[:1], size=(480, 640), mode="bilinear", align_corners=False)
-        for name, backend in depth_backends().items():
-            backend(vga)
-            results[f"depth[{name}] at 640x480"] = _timed(lambda: backend(vga), 2)
+        # The article's figure of merit: one 640x480 frame through the depth network alone; and 640x360.
+        for h, w in ((480, 640), (360, 640)):
+            small = torch.nn.functional.interpolate(x[:1], size=(h, w), mode="bilinear", align_corners=False)
+            for name, backend in depth_backends().items():
+                backend(small)
+                results[f"depth[{name}] at {w}x{h}"] = _timed(lambda: backend(small), 2)
         near = depth_backends()["tiny_random"](x)
         s = StereoSettings()
         results["synthesis"] = _timed(lambda: pack(*make_eyes(x, near, s), s.layout), 3) / batch

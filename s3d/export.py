@@ -35,7 +35,10 @@ def _portable_depth(depth_cfg: dict) -> dict:
 def export_model(model: nn.Module, model_cfg: DictConfig | dict, depth_cfg: DictConfig | dict, out: Path, extra: dict | None = None) -> Path:
     """Write ``model``'s weights and the configs that rebuild it (atomically)."""
     as_dict = lambda c: OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else dict(c)  # noqa: E731
-    meta = {"model": as_dict(model_cfg), "depth": _portable_depth(as_dict(depth_cfg)), **(extra or {})}
+    model_dict = as_dict(model_cfg)
+    if model_dict.get("encoder_weights"):
+        model_dict["encoder_weights"] = None  # the trained weights are in this file; the start point is not needed
+    meta = {"model": model_dict, "depth": _portable_depth(as_dict(depth_cfg)), **(extra or {})}
     tmp = out.with_name(f".{out.name}.partial")
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata={"s3d": json.dumps(meta)})
     tmp.replace(out)

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from s3d.stereo import backward_warp
+
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7) -> torch.Tensor:
     """``(1 - SSIM) / 2``, averaged: 0 for identical images. ``(B, C, H, W) x 2 -> ()``."""
@@ -74,8 +76,13 @@ class ViewLoss(nn.Module):
             terms["vgg"] = self.perceptual(out["pred"], target)
         if w["photometric"] and "warped" in out:
             terms["photometric"] = photometric_loss(out["warped"], target, self.window)
+            if "disparity_source" in out:  # monodepth: the source-view disparity must rebuild the input eye too
+                rebuilt = backward_warp(target, out["disparity_source"], direction=-1)
+                terms["photometric"] = terms["photometric"] + photometric_loss(rebuilt, image, self.window)
         if w["smooth"] and "disparity" in out:
             terms["smooth"] = smoothness_loss(out["disparity"], image)
+            if "disparity_source" in out:
+                terms["smooth"] = terms["smooth"] + smoothness_loss(out["disparity_source"], image)
         if not terms:
             raise ValueError("every loss weight that applies to this model is zero")
         total = sum(w[k] * v for k, v in terms.items())

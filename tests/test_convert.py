@@ -232,7 +232,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path: Path):
 
 
 def test_cli_missing_weights_line(sample: Path, tmp_path: Path):
-    r = cli(f"input={sample}", f"output={tmp_path / 'o.mkv'}", f"weights_dir={tmp_path}")
+    r = cli(f"input={sample}", f"output={tmp_path / 'o.mkv'}", "depth=densedepth", f"weights_dir={tmp_path}")
     assert r.returncode == 1
     assert "missing weights for depth backend 'densedepth'" in r.stderr and "make weights" in r.stderr
     assert not (tmp_path / "o.mkv").exists()

@@ -161,4 +161,4 @@ def test_foreign_safetensors_refused(tmp_path):
 
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(S3DError, match="not DenseDepth weights"):
-        build_depth(compose("convert", [f"depth.weights={tmp_path / 'other.safetensors'}"]).depth)
+        build_depth(compose("convert", ["depth=densedepth", f"depth.weights={tmp_path / 'other.safetensors'}"]).depth)

@@ -34,7 +34,7 @@ def test_weights_lookup_loads_a_saved_file(tmp_path: Path):
 def test_missing_weights_is_one_line_naming_file_and_command(tmp_path: Path):
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(MissingWeightsError) as err:
-        build_depth(compose("convert", [f"depth.weights={missing}"]).depth)  # the default backend
+        build_depth(compose("convert", ["depth=densedepth", f"depth.weights={missing}"]).depth)
     msg = str(err.value)
     assert "\n" not in msg and str(missing) in msg and "make weights" in msg
 

@@ -187,5 +187,5 @@ class StereoFilmsDataModule(StereoPairsDataModule):
         train = [p for f in folders[self.val_films :] for p in find_pairs(f)]
         from s3d.data.pairs import StereoPairs
 
-        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair)
-        self.val_set = StereoPairs(val, self.crop, False)
+        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width)
+        self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)

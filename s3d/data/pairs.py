@@ -20,11 +20,26 @@ from torch.utils.data import DataLoader, Dataset
 from s3d.errors import S3DError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-PAIR_NAMES = (("left", "right"), ("im0", "im1"))
+# Left/right file-name endings in one pair's folder: left/right, im0/im1, motorcycle_left/..., aloeL/aloeR.
+PAIR_ENDINGS = (("left", "right"), ("im0", "im1"), ("L", "R"))
+
+
+def pair_in_folder(folder: Path) -> tuple[Path, Path] | None:
+    """The left and right image of a folder holding one pair, or ``None``."""
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for a, b in PAIR_ENDINGS:
+        for left in images:
+            if left.stem.endswith(a):
+                stem = left.stem[: len(left.stem) - len(a)] + b
+                right = [p for p in images if p.stem == stem]
+                if right:
+                    return left, right[0]
+    return None
 
 
 def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
-    """``(name, left, right)`` for every pair under ``root`` in either layout, sorted by name."""
+    """``(name, left, right)`` for every pair in ``root``: ``image_0/`` + ``image_1/`` with matching names,
+    one pair per sub-folder, or ``root`` itself holding one pair."""
     root = Path(root)
     if not root.is_dir():
         raise S3DError(root, "no such folder of stereo pairs")
@@ -34,25 +49,27 @@ def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
             right = root / "image_1" / left.name
             if left.suffix.lower() in IMAGE_SUFFIXES and right.exists():
                 pairs.append((left.stem, left, right))
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for a, b in PAIR_NAMES:
-            lefts = [p for p in folder.glob(f"{a}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
-            rights = [p for p in folder.glob(f"{b}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
-            if lefts and rights:
-                pairs.append((folder.name, lefts[0], rights[0]))
-                break
+    for folder in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
+        found = pair_in_folder(folder)
+        if found:
+            pairs.append((folder.name, *found))
     return pairs
 
 
-def _load(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+def _load(path: Path, width: int | None = None) -> torch.Tensor:
+    """``-> (3, H, W)`` in ``[0, 1]``; with ``width``, resized to it (aspect kept, Lanczos)."""
+    img = Image.open(path).convert("RGB")
+    if width and img.width != width:
+        img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
 
 
 class StereoPairs(Dataset):
     """Random crops of stereo pairs (``train=True``) or centre crops (``train=False``)."""
 
-    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1):
-        self.images = [(name, _load(l), _load(r)) for name, l, r in pairs]
+    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1, resize_width: int | None = None):
+        # resize_width: every pair at one width, so disparities (px) keep one scale relative to the frame
+        self.images = [(name, _load(l, resize_width), _load(r, resize_width)) for name, l, r in pairs]
         for name, l, r in self.images:
             if l.shape != r.shape:
                 raise S3DError(name, f"eyes differ in size: {tuple(l.shape)} and {tuple(r.shape)}")
@@ -82,18 +99,25 @@ class StereoPairs(Dataset):
 
 
 class StereoPairsDataModule(pl.LightningDataModule):
-    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = ()):
+    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = (), val_names: tuple[str, ...] = (), resize_width: int | None = None):
         super().__init__()
         self.roots, self.crop, self.batch_size = list(roots), tuple(crop), batch_size
         self.val_pairs, self.samples_per_pair, self.num_workers, self.exclude = val_pairs, samples_per_pair, num_workers, set(exclude)
+        self.val_names, self.resize_width = set(val_names), resize_width
+
+    def split(self, pairs: list) -> tuple[list, list]:
+        """``val_names`` validate if given, else the first ``val_pairs`` by name; never one scene on both sides."""
+        if self.val_names:
+            return [p for p in pairs if p[0] in self.val_names], [p for p in pairs if p[0] not in self.val_names]
+        return pairs[: self.val_pairs], pairs[self.val_pairs :]
 
     def setup(self, stage: str | None = None) -> None:
         pairs = [p for root in self.roots for p in find_pairs(root) if p[0] not in self.exclude]
-        if len(pairs) <= self.val_pairs:
+        val, train = self.split(pairs)
+        if not val or not train:
             raise S3DError(", ".join(self.roots), f"found {len(pairs)} stereo pairs, need more than val_pairs={self.val_pairs}")
-        val, train = pairs[: self.val_pairs], pairs[self.val_pairs :]
-        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair)
-        self.val_set = StereoPairs(val, self.crop, False)
+        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width)
+        self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)

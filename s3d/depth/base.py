@@ -66,10 +66,10 @@ class DepthBackend(nn.Module):
         self.resolution = resolution
 
     def working_size(self, h: int, w: int) -> tuple[int, int]:
-        """Size the network runs at: the short side scaled to ``resolution`` (multiples of 32)."""
+        """Size the network runs at: the short side scaled down to ``resolution`` (multiples of 32), never up."""
         if not self.resolution:
             return h, w
-        scale = self.resolution / min(h, w)
+        scale = min(1.0, self.resolution / min(h, w))
         return max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
 
     def train(self, mode: bool = True) -> "DepthBackend":

@@ -1,0 +1,35 @@
+"""The project's own trained model as a depth backend: its source-view disparity, normalised.
+
+``weights/s3d_lite0.safetensors`` is the default model trained here (weights/MODEL_CARD.md). As a depth
+backend it gives the conversion pipeline (DIBR with divergence and convergence) and the ``seed`` model
+their depth input; ``convert.py checkpoint=weights/s3d_lite0.safetensors`` uses its own warp instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from s3d.depth.base import DepthBackend, resolve_weights
+from s3d.errors import S3DError
+
+
+class S3DLite0Depth(DepthBackend):
+    name = "s3d_lite0"
+
+    def __init__(self, weights: str | None, how: str = "it ships in the repo: git checkout weights/", resolution: int | None = 256):
+        super().__init__(resolution)
+        from hydra.utils import instantiate
+        from safetensors.torch import load_file
+
+        from s3d.export import read_metadata
+
+        path = resolve_weights(weights, self.name, how)
+        meta = read_metadata(path)
+        if meta["model"].get("_target_") != "s3d.models.lite0.Lite0WarpNet":
+            raise S3DError(path, f"not an s3d Lite0 model: {meta['model'].get('_target_')}")
+        self.net = instantiate(meta["model"])
+        self.net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        # Source-view disparity is inverse depth up to scale: larger = nearer, as the interface wants.
+        return self.net.features(image)["disp_source"]

@@ -1,0 +1,179 @@
+"""View-quality evaluation on real stereo pairs: from each left eye predict the right eye and compare.
+
+Per pair and on average: PSNR, SSIM, MAE on 0-255 (as Deep3D reports), a sharpness ratio (gradient
+energy of the generated eye over the real eye's: blur lowers it, warping artefacts raise it) and, where
+ground-truth disparity exists, the scale-free agreement of the predicted source-view disparity with it
+(Spearman rank correlation; abs-rel after median scaling). Baselines always run on the same pairs:
+``identity`` (copy the left eye) and ``shift`` (the best single horizontal shift, chosen per pair against
+the real right eye: an oracle). A model that predicts a source-view disparity is also scored as
+``<name>_dibr``: its disparity through the conversion pipeline's warp and background fill
+(:func:`s3d.stereo.synthesize_view`) instead of its own warp and inpainting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from PIL import Image
+
+from s3d.data.pairs import find_pairs
+from s3d.errors import S3DError
+from s3d.export import load_model
+from s3d.io.atomic import atomic_output
+from s3d.stereo import synthesize_view
+
+log = logging.getLogger(__name__)
+METRICS = ("psnr", "ssim", "mae", "sharpness", "spearman", "absrel")
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    """``-> (1, 3, H, W)`` in ``[0, 1]``."""
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+
+
+def load_gt_disparity(folder: Path, left: Path) -> np.ndarray | None:
+    """Ground-truth left-view disparity in px with NaN where unknown, from the files ../shared/data uses."""
+    for p in sorted(folder.iterdir()):
+        if p.name == "true_disp.png" or p.stem.endswith("GT"):
+            d = np.array(Image.open(p).convert("L")).astype(np.float32)
+            return np.where(d > 0, d, np.nan)
+        if p.suffix == ".npz" and "disp" in p.stem:
+            d = np.load(p)["arr_0"].astype(np.float32)
+            return np.where(np.isfinite(d) & (d > 0), d, np.nan)
+    return None
+
+
+def gradient_energy(x: torch.Tensor) -> float:
+    g = x.mean(1, keepdim=True)
+    return float(((g[..., :, 1:] - g[..., :, :-1]) ** 2).mean() + ((g[..., 1:, :] - g[..., :-1, :]) ** 2).mean())
+
+
+def image_metrics(pred: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    pred = pred.clamp(0, 1)
+    return {
+        "psnr": float(kornia.metrics.psnr(pred, real, 1.0)),
+        "ssim": float(kornia.metrics.ssim(pred, real, 11).mean()),
+        "mae": float((pred - real).abs().mean() * 255),
+        "sharpness": gradient_energy(pred) / max(gradient_energy(real), 1e-12),
+    }
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = x.argsort(kind="stable")
+    r = np.empty_like(order, dtype=np.float64)
+    r[order] = np.arange(len(x))
+    return r
+
+
+def disparity_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Scale-free agreement on pixels with ground truth (pred resized to gt's size beforehand)."""
+    valid = np.isfinite(gt)
+    p, g = pred[valid].astype(np.float64), gt[valid].astype(np.float64)
+    spearman = float(np.corrcoef(_ranks(p), _ranks(g))[0, 1])
+    scale = np.median(g) / np.median(p) if np.median(p) != 0 else 0.0
+    absrel = float(np.mean(np.abs(p * scale - g) / g))
+    return {"spearman": spearman, "absrel": absrel}
+
+
+def shift(left: torch.Tensor, s: int) -> torch.Tensor:
+    """``right(x) = left(x + s)``, border replicated. ``(B, C, H, W)``."""
+    if s == 0:
+        return left
+    if s > 0:
+        return torch.cat((left[..., s:], left[..., -1:].expand(*left.shape[:-1], s)), dim=-1)
+    return torch.cat((left[..., :1].expand(*left.shape[:-1], -s), left[..., :s]), dim=-1)
+
+
+def best_shift(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The oracle baseline: the single shift (-5% to +25% of the width) with the best PSNR."""
+    w = left.shape[-1]
+    best, best_s = None, 0
+    for s in range(-w // 20, w // 4 + 1):
+        err = float(((shift(left, s) - right) ** 2).mean())
+        if best is None or err < best:
+            best, best_s = err, s
+    return shift(left, best_s), best_s
+
+
+def predict(model: torch.nn.Module, depth, left: torch.Tensor, work_width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A model at its training width; returns the right eye at full size and the source disparity if any.
+
+    Warp models warp the full-resolution eye; pixel models (``seed``) are upsampled from the working size.
+    """
+    h, w = left.shape[-2:]
+    small = F.interpolate(left, size=(round(h * work_width / w), work_width), mode="bilinear", align_corners=False, antialias=True)
+    with torch.inference_mode():
+        if hasattr(model, "render"):
+            f = model.features(F.interpolate(small, size=(max(32, round(small.shape[-2] / 32) * 32), max(32, round(work_width / 32) * 32)), mode="bilinear", align_corners=False))
+            out = model.render(left, f)
+            return out["pred"], out["disparity_source"]
+        out = model(small, depth(small))
+        pred = F.interpolate(out["pred"], size=(h, w), mode="bicubic", align_corners=False)
+        d = out.get("disparity_source")
+        return pred, None if d is None else F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False) * (w / work_width)
+
+
+def _save_png(path: Path, image: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path, overwrite=True) as tmp:
+        Image.fromarray((image[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(tmp)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    roots = [cfg.pairs] if isinstance(cfg.pairs, str) else list(cfg.pairs)
+    pairs = [(name, l, r) for root in roots for name, l, r in find_pairs(root)]
+    if not pairs:
+        raise S3DError(", ".join(roots), "no stereo pairs found")
+    device = torch.device("cpu")
+    models = {}
+    for name, path in cfg.models.items():
+        if path:
+            models[name] = load_model(Path(path), cfg.weights_dir, device)
+    per_pair: dict[str, dict[str, dict[str, float]]] = {}
+    for pair, lp, rp in pairs:
+        left, right = load_rgb(lp), load_rgb(rp)
+        if left.shape != right.shape:
+            raise S3DError(lp, f"left {tuple(left.shape)} and right {tuple(right.shape)} differ in size")
+        gt = load_gt_disparity(lp.parent, lp)
+        preds: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {"identity": (left, None)}
+        shifted, s = best_shift(left, right)
+        preds["shift"] = (shifted, None)
+        for name, (model, depth) in models.items():
+            preds[name] = predict(model, depth, left, cfg.work_width)
+            disp = preds[name][1]
+            if disp is not None:  # the conversion path: the model's depth, the DIBR warp and background fill
+                with torch.inference_mode():
+                    preds[f"{name}_dibr"] = (synthesize_view(left, disp, direction=1), disp)
+        per_pair[pair] = {}
+        for name, (pred, disp) in preds.items():
+            m = image_metrics(pred, right)
+            if gt is not None and disp is not None:
+                m.update(disparity_metrics(disp[0, 0].numpy(), gt))
+            per_pair[pair][name] = m
+            if cfg.save_images:
+                _save_png(Path(cfg.save_images) / name / f"{pair}.png", pred)
+        log.info("%s: best shift %d px; %s", pair, s, ", ".join(f"{n} psnr {v['psnr']:.2f}" for n, v in per_pair[pair].items()))
+    names = list(next(iter(per_pair.values())))
+    mean = {n: {k: float(np.mean([p[n][k] for p in per_pair.values() if k in p[n]])) for k in METRICS if any(k in p[n] for p in per_pair.values())} for n in names}
+    result = {"mean": mean, "pairs": per_pair, "pairs_root": roots, "work_width": cfg.work_width}
+    if cfg.output:
+        out = Path(cfg.output)
+        with atomic_output(out, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_table(result: dict) -> str:
+    """A Markdown table of the means."""
+    cols = [k for k in METRICS if any(k in m for m in result["mean"].values())]
+    lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, m in result["mean"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" if k in m else "-" for k in cols) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+"""Ship an exported model in fp16 (half the size; the conversion runs it in fp32): ``python -m s3d.models.ship IN OUT``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+
+def ship(src: Path, dst: Path) -> Path:
+    with safe_open(str(src), "pt") as f:
+        meta = f.metadata() or {}
+    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
+    tmp = dst.with_name(f".{dst.name}.partial")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(dst)
+    return dst
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    print(ship(Path(sys.argv[1]), Path(sys.argv[2])))
+    _ = torch  # safetensors' torch API needs torch imported

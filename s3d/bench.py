@@ -63,17 +63,18 @@ def measure(clip: Path, batch: int = 4) -> dict:
     decode = (time.perf_counter() - t0) / len(frames)
     x = to_tensor(torch.from_numpy(np.stack(frames[:batch])), torch.device("cpu"))
     results = {"clip": str(clip), "size": f"{info.width}x{info.height}", "frames": len(frames), "decode": decode}
+    backends = depth_backends()
     with torch.inference_mode():
-        for name, backend in depth_backends().items():
+        for name, backend in backends.items():
             backend(x)  # warm-up
             results[f"depth[{name}]"] = _timed(lambda: backend(x), 2) / batch
         # The article's figure of merit: one 640x480 frame through the depth network alone; and 640x360.
         for h, w in ((480, 640), (360, 640)):
             small = torch.nn.functional.interpolate(x[:1], size=(h, w), mode="bilinear", align_corners=False)
-            for name, backend in depth_backends().items():
+            for name, backend in backends.items():
                 backend(small)
                 results[f"depth[{name}] at {w}x{h}"] = _timed(lambda: backend(small), 2)
-        near = depth_backends()["tiny_random"](x)
+        near = backends["tiny_random"](x)
         s = StereoSettings()
         results["synthesis"] = _timed(lambda: pack(*make_eyes(x, near, s), s.layout), 3) / batch
         packed = to_uint8(pack(*make_eyes(x, near, s), s.layout)).numpy()

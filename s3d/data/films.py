@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from s3d.data.pairs import StereoPairsDataModule, find_pairs
+from s3d.data.pairs import StereoPairs, StereoPairsDataModule, find_pairs
 from s3d.errors import S3DError
 from s3d.io.video import probe_video
 from s3d.layout import split
@@ -185,7 +185,5 @@ class StereoFilmsDataModule(StereoPairsDataModule):
         folders = [extract_film(f, self.cache_dir, self.every, self.layout, self.projection, self.max_frames) for f in films]
         val = [p for f in folders[: self.val_films] for p in find_pairs(f)]
         train = [p for f in folders[self.val_films :] for p in find_pairs(f)]
-        from s3d.data.pairs import StereoPairs
-
         self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width)
         self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -15,10 +16,32 @@ from s3d.depth import build_depth
 from s3d.errors import S3DError
 from s3d.export import load_model
 from s3d.io.atomic import atomic_output
-from s3d.io.image import PHOTO_SUFFIXES, is_stereo_photo, read_photo, read_stereo_photo, write_gif, write_photo
-from s3d.io.video import CONTAINER_FORMAT, MATROSKA_STEREO_MODE, EncoderSettings, VideoWriter, decode_frames, probe_video
+from s3d.io.image import (
+    PHOTO_SUFFIXES,
+    is_stereo_photo,
+    read_photo,
+    read_stereo_photo,
+    write_gif,
+    write_photo,
+)
+from s3d.io.overlap import BackgroundSink, background_iter
+from s3d.io.video import (
+    CONTAINER_FORMAT,
+    MATROSKA_STEREO_MODE,
+    EncoderSettings,
+    VideoWriter,
+    decode_frames,
+    probe_video,
+)
 from s3d.layout import packed_size, wiggle_frames
-from s3d.pipeline import ModelPipeline, StereoPipeline, StereoSettings, select_device, to_tensor, to_uint8
+from s3d.pipeline import (
+    ModelPipeline,
+    StereoPipeline,
+    StereoSettings,
+    select_device,
+    to_tensor,
+    to_uint8,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +74,19 @@ def _pipeline(cfg: DictConfig) -> StereoPipeline:
     return StereoPipeline(build_depth(cfg.depth, device), stereo_settings(cfg), device)
 
 
+def _batches(frames, size: int):
+    """Group decoded frames into ``(rgb list, pts list)`` batches of ``size``."""
+    rgb, pts = [], []
+    for frame in frames:
+        rgb.append(frame.rgb)
+        pts.append(frame.pts)
+        if len(rgb) == size:
+            yield rgb, pts
+            rgb, pts = [], []
+    if rgb:
+        yield rgb, pts
+
+
 def convert_video(cfg: DictConfig, src: Path) -> Path:
     info = probe_video(src)
     fmt_suffix = "." + cfg.video.format.lstrip(".")
@@ -69,23 +105,18 @@ def convert_video(cfg: DictConfig, src: Path) -> Path:
         with VideoWriter(tmp, fmt, info, pw, ph, enc, stereo_mode) as writer, tqdm(
             total=info.frames or None, unit="frame", desc=src.name, disable=cfg.quiet, file=sys.stderr
         ) as bar:
-            batch, stamps = [], []
 
-            def flush():
-                packed = pipeline(torch.from_numpy(np.stack(batch)))
-                for frame, pts in zip(packed.numpy(), stamps):
+            def write(job: tuple[np.ndarray, list]) -> None:
+                packed, stamps = job
+                for frame, pts in zip(packed, stamps):
                     writer.write(frame, pts)
-                bar.update(len(batch))
-                batch.clear()
-                stamps.clear()
 
-            for frame in decode_frames(info):
-                batch.append(frame.rgb)
-                stamps.append(frame.pts)
-                if len(batch) == cfg.batch_size:
-                    flush()
-            if batch:
-                flush()
+            # Decoding (a thread), inference (here) and encoding (a thread) overlap; queues hold 2 batches.
+            batches = background_iter(_batches(decode_frames(info), cfg.batch_size), maxsize=2)
+            with contextlib.closing(batches), BackgroundSink(write, maxsize=2) as sink:
+                for frames, stamps in batches:
+                    sink.put((pipeline(torch.from_numpy(np.stack(frames))).numpy(), stamps))
+                    bar.update(len(frames))
     return out
 
 

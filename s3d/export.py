@@ -78,14 +78,20 @@ def read_metadata(path: Path) -> dict:
     return json.loads(meta)
 
 
-def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tuple[nn.Module, DepthBackend]:
-    """Rebuild a model and its depth backend from an exported file; both frozen, in eval mode."""
+def build_exported_model(path: Path) -> tuple[nn.Module, dict]:
+    """The model of an exported file with its weights (fp16 files load into fp32), and the file's metadata."""
     meta = read_metadata(path)
     model = instantiate(_check_target(meta["model"], path))
-    state = load_file(str(path))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise S3DError(path, f"weights do not fit the model: missing {missing[:1]}, unexpected {unexpected[:1]}")
+    return model, meta
+
+
+def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tuple[nn.Module, DepthBackend]:
+    """Rebuild a model and its depth backend from an exported file; both frozen, in eval mode."""
+    model, meta = build_exported_model(path)
     depth_cfg = _check_target(dict(meta["depth"]), path)
     if depth_cfg.get("weights"):
         depth_cfg["weights"] = str(Path(weights_dir) / depth_cfg["weights"])

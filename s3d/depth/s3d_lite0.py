@@ -18,17 +18,13 @@ class S3DLite0Depth(DepthBackend):
 
     def __init__(self, weights: str | None, how: str = "it ships in the repo: git checkout weights/", resolution: int | None = 256):
         super().__init__(resolution)
-        from hydra.utils import instantiate
-        from safetensors.torch import load_file
-
-        from s3d.export import read_metadata
+        from s3d.export import build_exported_model, read_metadata
 
         path = resolve_weights(weights, self.name, how)
-        meta = read_metadata(path)
-        if meta["model"].get("_target_") != "s3d.models.lite0.Lite0WarpNet":
-            raise S3DError(path, f"not an s3d Lite0 model: {meta['model'].get('_target_')}")
-        self.net = instantiate(meta["model"])
-        self.net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+        target = read_metadata(path)["model"].get("_target_")
+        if target != "s3d.models.lite0.Lite0WarpNet":
+            raise S3DError(path, f"not an s3d Lite0 model: {target}")
+        self.net, _ = build_exported_model(path)
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         # Source-view disparity is inverse depth up to scale: larger = nearer, as the interface wants.

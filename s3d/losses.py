@@ -3,7 +3,8 @@
 Terms: ``mse``, ``ssim`` (kornia) and ``vgg`` (low-level VGG16 features, :mod:`s3d.vgg`) on the
 generated eye, as in the article; for the warp model also
 ``photometric`` (monodepth's 0.85 SSIM + 0.15 L1 on the warped eye before inpainting) and ``smooth``
-(edge-aware smoothness of the disparity, scale-free). All take ``(B, C, H, W)`` in ``[0, 1]``.
+(edge-aware smoothness of the disparity, scale-free) and ``hints`` (stereo-matched disparities where they
+rebuild the other eye better, :mod:`s3d.data.hints`). All take ``(B, C, H, W)`` in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,25 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7) -> torc
 def photometric_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7, alpha: float = 0.85) -> torch.Tensor:
     """monodepth's appearance loss ``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``. ``-> ()``."""
     return alpha * ssim_loss(pred, target, window) + (1 - alpha) * (pred - target).abs().mean()
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, window: int = 7, alpha: float = 0.85) -> torch.Tensor:
+    """:func:`photometric_loss` per pixel: ``(B, C, H, W) x 2 -> (B, 1, H, W)``."""
+    dssim = (1 - kornia.metrics.ssim(pred, target, window)) / 2
+    return (alpha * dssim + (1 - alpha) * (pred - target).abs()).mean(1, keepdim=True)
+
+
+def hint_loss(disparity: torch.Tensor, hint: torch.Tensor, source: torch.Tensor, target: torch.Tensor, direction: int, window: int = 7) -> torch.Tensor:
+    """Depth Hints: ``log(1 + |d - hint|)`` (px) where the hint exists and rebuilds ``target`` from
+    ``source`` better than ``disparity`` does. ``disparity, hint (B, 1, H, W)`` px in ``target``'s view,
+    NaN = no hint; ``source, target (B, 3, H, W)`` -> ``()``."""
+    known = torch.isfinite(hint)
+    h = hint.nan_to_num(0.0)
+    with torch.no_grad():
+        err_pred = photometric_error(backward_warp(source, disparity.detach(), direction), target, window)
+        err_hint = photometric_error(backward_warp(source, h, direction), target, window)
+        use = (known & (err_hint < err_pred)).float()
+    return (torch.log1p((disparity - h).abs()) * use).sum() / use.sum().clamp(min=1)
 
 
 def smoothness_loss(disparity: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -58,14 +78,16 @@ class PerceptualLoss(nn.Module):
 class ViewLoss(nn.Module):
     """Weighted sum of the terms above; a zero weight skips its term (and loads nothing for it)."""
 
-    def __init__(self, mse: float = 1.0, ssim: float = 1.0, vgg: float = 0.0, photometric: float = 0.0, smooth: float = 0.0, ssim_window: int = 7, vgg_weights: str | None = None, vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
+    def __init__(self, mse: float = 1.0, ssim: float = 1.0, vgg: float = 0.0, photometric: float = 0.0, smooth: float = 0.0, hints: float = 0.0, ssim_window: int = 7, vgg_weights: str | None = None, vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
         super().__init__()
-        self.weights = {"mse": mse, "ssim": ssim, "vgg": vgg, "photometric": photometric, "smooth": smooth}
+        self.weights = {"mse": mse, "ssim": ssim, "vgg": vgg, "photometric": photometric, "smooth": smooth, "hints": hints}
         self.window = ssim_window
         self.perceptual = PerceptualLoss(vgg_weights, tuple(vgg_layers)) if vgg else None
 
-    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``out`` from a model, ``target``/``image`` ``(B, 3, H, W)`` -> ``(total, {term: value})``."""
+    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor, hints: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``out`` from a model, ``target``/``image`` ``(B, 3, H, W)`` -> ``(total, {term: value})``.
+
+        ``hints``: ``{"left": (B, 1, H, W), "right": ...}`` stereo-matched disparities (px, NaN = none)."""
         terms: dict[str, torch.Tensor] = {}
         w = self.weights
         if w["mse"]:
@@ -83,6 +105,10 @@ class ViewLoss(nn.Module):
             terms["smooth"] = smoothness_loss(out["disparity"], image)
             if "disparity_source" in out:
                 terms["smooth"] = terms["smooth"] + smoothness_loss(out["disparity_source"], image)
+        if w["hints"] and hints is not None and "disparity" in out:
+            terms["hints"] = hint_loss(out["disparity"], hints["right"], image, target, 1, self.window)
+            if "disparity_source" in out:
+                terms["hints"] = terms["hints"] + hint_loss(out["disparity_source"], hints["left"], target, image, -1, self.window)
         if not terms:
             raise ValueError("every loss weight that applies to this model is zero")
         total = sum(w[k] * v for k, v in terms.items())

@@ -22,7 +22,8 @@ class ViewSynthesisModule(pl.LightningModule):
         nearness = self.depth(image).clone()  # the backend runs in inference mode; clone makes a normal tensor
         out = self.model(image, nearness)
         out["nearness"] = nearness
-        total, terms = self.loss(out, target, image)
+        hints = {"left": batch["hint_left"], "right": batch["hint_right"]} if "hint_left" in batch else None
+        total, terms = self.loss(out, target, image, hints)
         return out, total, terms
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

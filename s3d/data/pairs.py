@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from s3d.data.hints import stereo_hints
 from s3d.errors import S3DError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -67,9 +68,11 @@ def _load(path: Path, width: int | None = None) -> torch.Tensor:
 class StereoPairs(Dataset):
     """Random crops of stereo pairs (``train=True``) or centre crops (``train=False``)."""
 
-    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1, resize_width: int | None = None):
+    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1, resize_width: int | None = None, hints: tuple[int, int] | None = None):
         # resize_width: every pair at one width, so disparities (px) keep one scale relative to the frame
         self.images = [(name, _load(l, resize_width), _load(r, resize_width)) for name, l, r in pairs]
+        # hints: (min, max) disparity in px at the loaded size -> stereo-matched disparities of both views
+        self.hints = [stereo_hints(l, r, *hints) for _, l, r in self.images] if hints else None
         for name, l, r in self.images:
             if l.shape != r.shape:
                 raise S3DError(name, f"eyes differ in size: {tuple(l.shape)} and {tuple(r.shape)}")
@@ -89,21 +92,30 @@ class StereoPairs(Dataset):
             y, x = random.randint(0, h - ch), random.randint(0, w - cw)
         else:
             y, x = (h - ch) // 2, (w - cw) // 2
-        left, right = left[:, y : y + ch, x : x + cw], right[:, y : y + ch, x : x + cw]
+        views = [left, right]
+        if self.hints:
+            views += list(self.hints[i % len(self.images)])
+        views = [v[:, y : y + ch, x : x + cw] for v in views]
+        if self.train and random.random() < 0.5:
+            # the mirror image of the right eye is the left eye of the mirrored scene; d keeps its sign
+            views = [v.flip(-1) for v in (views[1], views[0], *views[2:][::-1])]
+        left, right = views[:2]
         if self.train:
-            if random.random() < 0.5:
-                left, right = right.flip(-1), left.flip(-1)
             gain = 1 + (torch.rand(3, 1, 1) * 2 - 1) * self.jitter
             left, right = (left * gain).clamp(0, 1), (right * gain).clamp(0, 1)
-        return {"left": left.contiguous(), "right": right.contiguous(), "name": name}
+        item = {"left": left.contiguous(), "right": right.contiguous(), "name": name}
+        if self.hints:
+            item["hint_left"], item["hint_right"] = views[2].contiguous(), views[3].contiguous()
+        return item
 
 
 class StereoPairsDataModule(pl.LightningDataModule):
-    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = (), val_names: tuple[str, ...] = (), resize_width: int | None = None):
+    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = (), val_names: tuple[str, ...] = (), resize_width: int | None = None, hints: tuple[int, int] | None = None):
         super().__init__()
         self.roots, self.crop, self.batch_size = list(roots), tuple(crop), batch_size
         self.val_pairs, self.samples_per_pair, self.num_workers, self.exclude = val_pairs, samples_per_pair, num_workers, set(exclude)
         self.val_names, self.resize_width = set(val_names), resize_width
+        self.hints = tuple(hints) if hints else None
 
     def split(self, pairs: list) -> tuple[list, list]:
         """``val_names`` validate if given, else the first ``val_pairs`` by name; never one scene on both sides."""
@@ -116,7 +128,7 @@ class StereoPairsDataModule(pl.LightningDataModule):
         val, train = self.split(pairs)
         if not val or not train:
             raise S3DError(", ".join(self.roots), f"found {len(pairs)} stereo pairs, need more than val_pairs={self.val_pairs}")
-        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width)
+        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width, hints=self.hints)
         self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)
 
     def train_dataloader(self) -> DataLoader:

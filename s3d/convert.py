@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from s3d.depth import build_depth
+from s3d.depth import accelerate, build_depth
 from s3d.errors import S3DError
 from s3d.export import load_model
 from s3d.io.atomic import atomic_output
@@ -42,6 +42,7 @@ from s3d.pipeline import (
     to_tensor,
     to_uint8,
 )
+from s3d.stereo.temporal import TemporalSmoother
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,16 @@ def stereo_settings(cfg: DictConfig) -> StereoSettings:
     return StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method)
 
 
-def _pipeline(cfg: DictConfig) -> StereoPipeline:
+def _pipeline(cfg: DictConfig, video: bool = False) -> StereoPipeline:
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    temporal = TemporalSmoother(**cfg.temporal) if video and cfg.temporal.smoothing else None
     if cfg.checkpoint:
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
-        return ModelPipeline(model, depth, stereo_settings(cfg), device)
-    return StereoPipeline(build_depth(cfg.depth, device), stereo_settings(cfg), device)
+        return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal)
+    depth = accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last)
+    return StereoPipeline(depth, stereo_settings(cfg), device, temporal)
 
 
 def _batches(frames, size: int):
@@ -101,7 +104,7 @@ def convert_video(cfg: DictConfig, src: Path) -> Path:
     ph, pw = ph + ph % 2, pw + pw % 2
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
     with atomic_output(out, cfg.overwrite) as tmp:
-        pipeline = _pipeline(cfg)
+        pipeline = _pipeline(cfg, video=True)
         with VideoWriter(tmp, fmt, info, pw, ph, enc, stereo_mode) as writer, tqdm(
             total=info.frames or None, unit="frame", desc=src.name, disable=cfg.quiet, file=sys.stderr
         ) as bar:

@@ -19,9 +19,12 @@ class ViewSynthesisModule(pl.LightningModule):
 
     def model_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
         image, target = batch["left"], batch["right"]
-        nearness = self.depth(image).clone()  # the backend runs in inference mode; clone makes a normal tensor
+        nearness = None
+        if getattr(self.model, "use_depth", True):
+            nearness = self.depth(image).clone()  # the backend runs in inference mode; clone makes a normal tensor
         out = self.model(image, nearness)
-        out["nearness"] = nearness
+        if nearness is not None:
+            out["nearness"] = nearness
         hints = {"left": batch["hint_left"], "right": batch["hint_right"]} if "hint_left" in batch else None
         total, terms = self.loss(out, target, image, hints)
         return out, total, terms
@@ -42,7 +45,7 @@ class ViewSynthesisModule(pl.LightningModule):
         self.log("val/psnr", kornia.metrics.psnr(pred, target, 1.0), prog_bar=True, batch_size=n, sync_dist=True)
         self.log("val/ssim", kornia.metrics.ssim(pred, target, 7).mean(), batch_size=n, sync_dist=True)
         if batch_idx == 0:
-            self._log_panel(batch["left"], pred, target, out.get("disparity", out["nearness"]))
+            self._log_panel(batch["left"], pred, target, out.get("disparity", out.get("nearness")))
 
     def _log_panel(self, image, pred, target, depth_like) -> None:
         """Input | generated | real | depth or disparity, for loggers that take images (W&B)."""

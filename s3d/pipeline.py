@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from s3d.depth.base import DepthBackend
 from s3d.layout import pack
 from s3d.stereo import nearness_to_disparity, synthesize_view
+from s3d.stereo.temporal import TemporalSmoother
 
 EYES = ("left", "right", "center")
 
@@ -36,12 +37,14 @@ def select_device(name: str) -> torch.device:
 
 def to_tensor(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``(B, H, W, 3) uint8 -> (B, 3, H, W) float`` in ``[0, 1]`` on ``device``."""
+    if device.type == "cuda" and not frames.is_pinned():
+        frames = frames.pin_memory()  # so the copy to the GPU is asynchronous
     return frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W) float -> (B, H, W, 3) uint8`` on the CPU."""
-    return images.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    """``(B, 3, H, W) float -> (B, H, W, 3) uint8`` on the CPU, rounded to nearest."""
+    return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
 def pad_even(images: torch.Tensor) -> torch.Tensor:
@@ -65,14 +68,19 @@ def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) ->
 class StereoPipeline:
     """Convert batches of mono frames to packed stereo frames."""
 
-    def __init__(self, depth: DepthBackend, settings: StereoSettings, device: torch.device):
-        self.depth, self.settings, self.device = depth, settings, device
+    def __init__(self, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None):
+        self.depth, self.settings, self.device, self.temporal = depth, settings, device, temporal
+
+    def nearness(self, image: torch.Tensor) -> torch.Tensor:
+        """Depth of consecutive frames ``(B, 3, H, W) -> (B, 1, H, W)``, smoothed over time if configured."""
+        near = self.depth(image)
+        return self.temporal(near, image) if self.temporal is not None else near
 
     @torch.inference_mode()
     def eyes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``."""
         image = to_tensor(frames, self.device)
-        return make_eyes(image, self.depth(image), self.settings)
+        return make_eyes(image, self.nearness(image), self.settings)
 
     @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
@@ -82,6 +90,13 @@ class StereoPipeline:
 
     def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
         """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout."""
+        s = self.settings
+        h, w = frames.shape[1:3]
+        if s.layout in ("full_sbs", "full_ou") and s.eye != "center" and not (even and (h % 2 or w % 2)):
+            # The input eye is already uint8 on the CPU: only the generated eye is converted back.
+            left, right = self.eyes(frames)
+            left, right = (frames, to_uint8(right)) if s.eye == "left" else (to_uint8(left), frames)
+            return torch.cat((left, right), dim=2 if s.layout == "full_sbs" else 1)
         return self.pack(*self.eyes(frames), even=even)
 
 
@@ -92,10 +107,10 @@ class ModelPipeline(StereoPipeline):
     the left eye of the mirrored scene, and the result is mirrored back.
     """
 
-    def __init__(self, model: torch.nn.Module, depth: DepthBackend, settings: StereoSettings, device: torch.device):
+    def __init__(self, model: torch.nn.Module, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None):
         if settings.eye == "center":
             raise ValueError("a trained model renders one eye from the other: use eye=left or eye=right")
-        super().__init__(depth, settings, device)
+        super().__init__(depth, settings, device, temporal)
         self.model = model
 
     @torch.inference_mode()
@@ -103,5 +118,5 @@ class ModelPipeline(StereoPipeline):
         image = to_tensor(frames, self.device)
         if self.settings.eye == "right":
             mirrored = image.flip(-1)
-            return self.model(mirrored, self.depth(mirrored))["pred"].flip(-1), image
-        return image, self.model(image, self.depth(image))["pred"]
+            return self.model(mirrored, self.nearness(mirrored))["pred"].flip(-1), image
+        return image, self.model(image, self.nearness(image))["pred"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from s3d.config import PROJECT_ROOT
 from s3d.data.hints import stereo_hints
 from s3d.data.pairs import StereoPairs, find_pairs
-from s3d.config import PROJECT_ROOT
 from s3d.losses import ViewLoss, hint_loss
 
 
@@ -16,7 +16,7 @@ def _scene(h: int = 48, w: int = 96, d_bg: int = 3, d_fg: int = 9) -> tuple[torc
     bg, fg = torch.rand(3, h, w + 32, generator=g), torch.rand(3, h, w + 32, generator=g)
     left, right, d = torch.empty(3, h, w), torch.empty(3, h, w), torch.full((1, h, w), float(d_bg))
     x = torch.arange(w)
-    inside = lambda xs: (xs >= 40) & (xs < 64)  # noqa: E731 (square in left-view columns)
+    inside = lambda xs: (xs >= 40) & (xs < 64)
     left[:] = bg[:, :, x + 16]
     right[:] = bg[:, :, x + d_bg + 16]  # right(x) = left(x + d)
     rows = slice(12, 36)
@@ -69,7 +69,7 @@ def test_view_loss_adds_hints_term_for_warp_outputs():
     x = torch.rand(1, 3, 16, 16)
     out = {"pred": x, "warped": x, "disparity": torch.zeros(1, 1, 16, 16), "disparity_source": torch.zeros(1, 1, 16, 16)}
     hints = {"left": torch.full((1, 1, 16, 16), float("nan")), "right": torch.full((1, 1, 16, 16), float("nan"))}
-    total, terms = ViewLoss(mse=1, ssim=0, hints=1)(out, x, x, hints)
+    _, terms = ViewLoss(mse=1, ssim=0, hints=1)(out, x, x, hints)
     assert "hints" in terms and terms["hints"] == 0
     _, terms = ViewLoss(mse=1, ssim=0, hints=1)(out, x, x, None)
     assert "hints" not in terms
@@ -78,7 +78,7 @@ def test_view_loss_adds_hints_term_for_warp_outputs():
 def test_dataset_crops_and_flips_hints_with_the_eyes(monkeypatch):
     pairs = find_pairs(PROJECT_ROOT / "data" / "pairs")[:1]
     ds = StereoPairs(pairs, (64, 96), train=True, resize_width=160, hints=(-8, 32))
-    (_, left, right), (hl, hr) = ds.images[0], ds.hints[0]
+    hl, hr = ds.hints[0]
     import s3d.data.pairs as mod
 
     monkeypatch.setattr(mod.random, "randint", lambda a, b: 0)

@@ -4,6 +4,6 @@ Every backend maps ``(B, 3, H, W)`` RGB in ``[0, 1]`` to ``(B, 1, H, W)`` **near
 normalised per frame, larger = nearer (the project's convention, see :mod:`s3d.stereo`).
 """
 
-from s3d.depth.base import DepthBackend, build_depth, normalize_nearness, resolve_weights
+from s3d.depth.base import DepthBackend, accelerate, build_depth, normalize_nearness, resolve_weights
 
-__all__ = ["DepthBackend", "build_depth", "normalize_nearness", "resolve_weights"]
+__all__ = ["DepthBackend", "accelerate", "build_depth", "normalize_nearness", "resolve_weights"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from safetensors.torch import load_file
+from torch import nn
 
 from s3d.errors import MissingWeightsError, S3DError
 
@@ -60,6 +60,8 @@ class DepthBackend(nn.Module):
     """
 
     name: str = "depth"
+    autocast_dtype: torch.dtype | None = None  # set by :func:`accelerate`
+    channels_last: bool = False
 
     def __init__(self, resolution: int | None = None):
         super().__init__()
@@ -72,7 +74,7 @@ class DepthBackend(nn.Module):
         scale = min(1.0, self.resolution / min(h, w))
         return max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
 
-    def train(self, mode: bool = True) -> "DepthBackend":
+    def train(self, mode: bool = True) -> DepthBackend:
         """Always eval: a frozen backend keeps its BatchNorm statistics inside a training loop too."""
         return super().train(False)
 
@@ -88,9 +90,35 @@ class DepthBackend(nn.Module):
         h, w = image.shape[-2:]
         hh, ww = self.working_size(h, w)
         x = F.interpolate(image, size=(hh, ww), mode="bilinear", align_corners=False, antialias=True) if (hh, ww) != (h, w) else image
-        raw = self.predict(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is not None:
+            with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+                raw = self.predict(x)
+            raw = raw.float()
+        else:
+            raw = self.predict(x)
         raw = F.interpolate(raw, size=(h, w), mode="bilinear", align_corners=False)
         return normalize_nearness(raw)
+
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def accelerate(backend: DepthBackend, device: torch.device, precision: str = "auto", compile: bool = False, channels_last: bool = False) -> DepthBackend:
+    """Speed options of a built backend: autocast precision (``auto`` = fp16 on CUDA, fp32 elsewhere),
+    ``channels_last`` weights and inputs, and ``torch.compile`` of its network (the first batch compiles)."""
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise S3DError(None, f"precision must be auto, {', '.join(PRECISIONS)}; got '{precision}'")
+    backend.autocast_dtype = PRECISIONS[precision]
+    if channels_last:
+        backend.channels_last = True
+        backend.to(memory_format=torch.channels_last)
+    if compile:
+        backend.predict = torch.compile(backend.predict, dynamic=False)  # type: ignore[method-assign]
+    return backend
 
 
 def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBackend:

@@ -142,6 +142,8 @@ class VideoWriter:
         opts = {}
         if settings.codec in ("libx264", "libx265"):
             opts = {"crf": str(settings.crf), "preset": settings.preset}
+        elif settings.codec.endswith("_nvenc"):  # NVIDIA's encoder: constant quality instead of crf
+            opts = {"rc": "vbr", "cq": str(settings.crf)}
         self.video.options = opts
         if stereo_mode:
             self.video.metadata["stereo_mode"] = stereo_mode

@@ -41,6 +41,8 @@ class UpBlock(nn.Module):
 class Lite0WarpNet(nn.Module):
     """``image (B, 3, H, W)`` -> disparities (source and target view, px), occlusion, inpaint, pred."""
 
+    use_depth = False  # its own depth: the training loop need not run a depth backend for it
+
     def __init__(self, decoder: tuple[int, ...] = (96, 64, 32, 24), max_disparity: float = 0.15, direction: int = 1, encoder_weights: str | None = None):
         super().__init__()
         self.encoder = timm.create_model(ENCODER, pretrained=False, features_only=True)

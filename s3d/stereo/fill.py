@@ -8,12 +8,11 @@ import torch
 def _last_valid_index(valid: torch.Tensor) -> torch.Tensor:
     """Index of the nearest valid pixel at or left of each pixel, -1 where none.
 
-    ``(B, 1, H, W) bool -> (B, 1, H, W) long``.
+    ``(B, 1, H, W) bool -> (B, 1, H, W) int32``.
     """
     w = valid.shape[-1]
-    idx = torch.arange(w, device=valid.device).expand_as(valid)
-    idx = torch.where(valid, idx, torch.full_like(idx, -1))
-    return idx.cummax(dim=-1).values
+    idx = torch.arange(w, device=valid.device, dtype=torch.int32).expand_as(valid)  # int32: several times faster than int64 here
+    return torch.where(valid, idx, -1).cummax(dim=-1).values
 
 
 def _nearest_valid_indices(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,6 +22,24 @@ def _nearest_valid_indices(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     right_flipped = _last_valid_index(valid.flip(-1))
     right = torch.where(right_flipped >= 0, w - 1 - right_flipped, right_flipped).flip(-1)
     return left, right
+
+
+def background_source_index(disparity: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """For each pixel, the column it takes its content from: itself where valid, else its nearest valid
+    row neighbour on the background side (the smaller disparity). A row with no valid pixel keeps its own.
+
+    ``disparity (B, 1, H, W)``, ``valid (B, 1, H, W) bool`` ``-> (B, 1, H, W) long``.
+    """
+    if valid.dtype != torch.bool:
+        raise ValueError("valid must be a bool mask")
+    left, right = _nearest_valid_indices(valid)
+    has_left, has_right = left >= 0, right >= 0
+    left_c, right_c = left.clamp(min=0), right.clamp(min=0)
+    take_left = has_left & (~has_right | (disparity.gather(-1, left_c.long()) <= disparity.gather(-1, right_c.long())))
+    source = torch.where(take_left, left_c, right_c)
+    usable = ~valid & (has_left | has_right)
+    own = torch.arange(valid.shape[-1], device=valid.device, dtype=torch.int32).expand_as(source)
+    return torch.where(usable, source, own).long()
 
 
 def fill_from_background(
@@ -38,17 +55,7 @@ def fill_from_background(
     ``-> (filled image (B, C, H, W), filled disparity (B, 1, H, W))``.
     A row with no valid pixel is left as it is.
     """
-    if valid.dtype != torch.bool:
-        raise ValueError("valid must be a bool mask")
-    left, right = _nearest_valid_indices(valid)
-    has_left, has_right = left >= 0, right >= 0
-    left_c, right_c = left.clamp(min=0), right.clamp(min=0)
-    d_left = disparity.gather(-1, left_c)
-    d_right = disparity.gather(-1, right_c)
-    take_left = has_left & (~has_right | (d_left <= d_right))
-    source = torch.where(take_left, left_c, right_c)
-    usable = ~valid & (has_left | has_right)
-    source = torch.where(usable, source, torch.arange(valid.shape[-1], device=valid.device).expand_as(source))
+    source = background_source_index(disparity, valid)
     filled_image = image.gather(-1, source.expand(-1, image.shape[1], -1, -1))
     filled_disparity = disparity.gather(-1, source)
     return filled_image, filled_disparity

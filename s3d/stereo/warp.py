@@ -3,8 +3,10 @@
 Conversion uses depth-image-based rendering in three steps, all batched on the input's device:
 1. :func:`forward_disparity` splats the source-view disparity into the target view, nearest point wins;
 2. :func:`backward_warp` samples the source colours with that target-view disparity (sub-pixel, sharp);
-3. :func:`s3d.stereo.fill.fill_from_background` fills the disoccluded holes from the background side.
-:func:`backward_warp` alone is differentiable and is what the trained warp model uses.
+3. disoccluded holes are filled from the background side (:mod:`s3d.stereo.fill`).
+Steps 2 and 3 are one sampling pass: a hole samples the source where its background neighbour does, so
+only the one-channel disparity is filled and the colours are read once. :func:`backward_warp` alone is
+differentiable and is what the trained warp model uses.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from s3d.stereo.fill import fill_from_background
+from s3d.stereo.fill import background_source_index
 
 ALIGN_CORNERS = False
 
@@ -32,6 +34,18 @@ def _check(image: torch.Tensor, disparity: torch.Tensor) -> None:
         raise ValueError(f"image {tuple(image.shape)} and disparity {tuple(disparity.shape)} differ in batch or size")
 
 
+def sample_rows(source: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Read each row of ``source`` at the (fractional) columns ``x``: bilinear, border padding.
+
+    ``source (B, C, H, W)``, ``x (B, 1, H, W)`` in pixels of ``source`` -> ``(B, C, H, W)``.
+    """
+    b, _, h, w = source.shape
+    grid = base_grid(b, h, w, source.device, source.dtype)
+    gx = (x[:, 0] * 2 + 1) / w - 1  # pixel centre i sits at (2 i + 1) / W - 1 with align_corners=False
+    grid = torch.stack((gx, grid[..., 1]), dim=-1)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=ALIGN_CORNERS)
+
+
 def backward_warp(source: torch.Tensor, target_disparity: torch.Tensor, direction: int = 1) -> torch.Tensor:
     """Sample the source view at ``x_target + direction * d`` (bilinear, border padding).
 
@@ -39,11 +53,9 @@ def backward_warp(source: torch.Tensor, target_disparity: torch.Tensor, directio
     ``-> (B, C, H, W)``. Differentiable in both inputs.
     """
     _check(source, target_disparity)
-    b, _, h, w = source.shape
-    grid = base_grid(b, h, w, source.device, source.dtype)
-    shift = direction * target_disparity[:, 0] * (2.0 / w)
-    grid = torch.stack((grid[..., 0] + shift, grid[..., 1]), dim=-1)
-    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=ALIGN_CORNERS)
+    w = source.shape[-1]
+    x = torch.arange(w, device=source.device, dtype=source.dtype)
+    return sample_rows(source, x + direction * target_disparity)
 
 
 def forward_disparity(disparity: torch.Tensor, direction: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +88,6 @@ def synthesize_view(source: torch.Tensor, disparity: torch.Tensor, direction: in
     """
     _check(source, disparity)
     target_disparity, valid = forward_disparity(disparity, direction)
-    warped = backward_warp(source, target_disparity, direction)
-    filled, _ = fill_from_background(warped, target_disparity, valid)
-    return filled
+    column = background_source_index(target_disparity, valid)  # holes read where their background neighbour reads
+    x = column.to(source.dtype) + direction * target_disparity.gather(-1, column)
+    return sample_rows(source, x)

@@ -1,0 +1,48 @@
+"""make bench: the benchmark runs end to end on a small clip and writes the JSON the README quotes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from conftest import make_video
+from s3d.bench import cut_clip, format_table, run, stillest
+from s3d.config import compose
+from s3d.io.video import probe_video
+
+
+def test_bench_writes_every_figure(tmp_path: Path):
+    clip = make_video(tmp_path / "clip.mp4", width=96, height=64, frames=12)
+    out = tmp_path / "bench" / "results.json"
+    cfg = compose("bench", [f"clips=[{clip}]", "short_clip_seconds=0.25", "convert=[depth=tiny_random]", "stage_frames=8", "still_frames=6",
+                            "network_sizes=[[32,64]]", f"output={out}"])
+    results = run(cfg)
+    saved = json.loads(out.read_text())
+    assert saved["clips"].keys() == results["clips"].keys() == {"clip.mp4", "clip_first0.25s.mkv"}
+    r = saved["clips"]["clip.mp4"]
+    assert r["frames"] == 12 and r["e2e_fps"] > 0 and r["peak_rss_mb"] > 50
+    assert set(r["stage_fps"]) == {"decode", "depth", "synth", "encode"} and all(v > 0 for v in r["stage_fps"].values())
+    assert r["slowest_stage"] in r["stage_fps"] and r["e2e_vs_slowest_stage"] > 0
+    assert (r["ffmpeg_fps"] is None) == (shutil.which("ffmpeg") is None)
+    assert r["flicker"]["off"] >= 0 and r["flicker"]["on"] >= 0
+    assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
+    assert any(k.startswith("densedepth") for k in saved["depth_seconds_per_frame"])
+    assert "clip.mp4" in format_table(saved)
+
+
+def test_cut_clip_keeps_the_start_without_reencoding(tmp_path: Path):
+    clip = make_video(tmp_path / "clip.mp4", frames=24)
+    short = cut_clip(clip, tmp_path / "short.mkv", 0.5)
+    info = probe_video(short)
+    assert 10 <= info.frames <= 14  # 24 fps, half a second
+
+
+def test_stillest_finds_the_still_stretch():
+    g = np.random.default_rng(0)
+    frames = g.integers(0, 255, (20, 16, 16, 3), dtype=np.uint8)
+    frames[8:14] = frames[8]  # six identical frames
+    start, change = stillest(frames, 6)
+    assert start == 8 and change == 0.0

@@ -1,0 +1,100 @@
+"""The conversion pipeline's fast paths and speed options give the same pictures as the plain path."""
+
+from __future__ import annotations
+
+import av
+import pytest
+import torch
+
+from conftest import make_video
+from s3d.config import compose
+from s3d.convert import convert
+from s3d.depth import accelerate, build_depth
+from s3d.errors import S3DError
+from s3d.pipeline import StereoPipeline, StereoSettings
+from s3d.stereo.temporal import TemporalSmoother
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _depth():
+    return build_depth(compose("convert", ["depth=tiny_random"]).depth)
+
+
+@pytest.mark.parametrize("layout", ["full_sbs", "full_ou"])
+@pytest.mark.parametrize("eye", ["left", "right"])
+def test_uint8_fast_path_matches_float_packing(layout: str, eye: str):
+    frames = torch.randint(0, 256, (2, 32, 48, 3), dtype=torch.uint8)
+    p = StereoPipeline(_depth(), StereoSettings(layout=layout, eye=eye), torch.device("cpu"))
+    fast = p(frames)
+    plain = p.pack(*p.eyes(frames), even=True)
+    assert fast.shape == plain.shape and fast.dtype == torch.uint8
+    assert (fast.int() - plain.int()).abs().max() <= 1
+    # the input eye is passed through bit for bit
+    half = fast[:, :, :48] if layout == "full_sbs" else fast[:, :32]
+    other = fast[:, :, 48:] if layout == "full_sbs" else fast[:, 32:]
+    assert torch.equal(half if eye == "left" else other, frames)
+
+
+def test_odd_frames_take_the_padding_path():
+    frames = torch.randint(0, 256, (1, 33, 47, 3), dtype=torch.uint8)
+    out = StereoPipeline(_depth(), StereoSettings(), torch.device("cpu"))(frames)
+    assert out.shape == (1, 34, 94, 3)
+
+
+def test_pipeline_smooths_depth_across_batches():
+    frames = torch.randint(0, 256, (1, 32, 48, 3), dtype=torch.uint8).expand(4, -1, -1, -1).contiguous()
+    noisy = _depth()
+    calls = iter(range(100))
+
+    class Jittery(torch.nn.Module):
+        def forward(self, image):
+            g = torch.Generator().manual_seed(next(calls))
+            return (noisy(image) + 0.2 * torch.rand(image.shape[0], 1, *image.shape[-2:], generator=g)).clamp(0, 1)
+
+    s = StereoSettings()
+    plain = StereoPipeline(Jittery(), s, torch.device("cpu"))
+    smooth = StereoPipeline(Jittery(), s, torch.device("cpu"), TemporalSmoother(0.7))
+    image = frames.permute(0, 3, 1, 2).float() / 255
+    a = torch.cat([plain.nearness(image[i : i + 2]) for i in (0, 2)])
+    calls = iter(range(100))
+    b = torch.cat([smooth.nearness(image[i : i + 2]) for i in (0, 2)])
+    assert (b[1:] - b[:-1]).abs().mean() < 0.6 * (a[1:] - a[:-1]).abs().mean()
+
+
+def test_precision_options_on_cpu():
+    x = torch.rand(1, 3, 64, 96)
+    ref = _depth()(x)
+    fast = accelerate(_depth(), torch.device("cpu"), "bf16", channels_last=True)(x)
+    assert fast.dtype == torch.float32 and (fast - ref).abs().mean() < 0.05
+    with pytest.raises(S3DError, match="precision"):
+        accelerate(_depth(), torch.device("cpu"), "fp8")
+
+
+def test_convert_video_with_temporal_smoothing_off_and_on(tmp_path):
+    clip = make_video(tmp_path / "c.mp4", width=64, height=48, frames=6)
+    for smoothing in (0.0, 0.6):
+        out = tmp_path / f"o{smoothing}.mkv"
+        convert(compose("convert", [f"input={clip}", f"output={out}", "depth=tiny_random", "quiet=true", f"temporal.smoothing={smoothing}"]))
+        with av.open(str(out)) as c:
+            assert c.streams.video[0].frames in (0, 6) and sum(1 for _ in c.decode(video=0)) == 6
+
+
+@cuda
+def test_cuda_fp16_compile_pinned(tmp_path):
+    clip = make_video(tmp_path / "c.mp4", width=64, height=48, frames=6)
+    out = tmp_path / "o.mkv"
+    convert(compose("convert", [f"input={clip}", f"output={out}", "depth=tiny_random", "quiet=true", "device=cuda", "precision=fp16", "compile=true"]))
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 6
+
+
+@cuda
+def test_cuda_nvenc(tmp_path):
+    if "h264_nvenc" not in av.codecs_available:
+        pytest.skip("this PyAV build has no NVENC encoder")
+    clip = make_video(tmp_path / "c.mp4", width=64, height=48, frames=6)
+    out = tmp_path / "o.mkv"
+    convert(compose("convert", [f"input={clip}", f"output={out}", "depth=tiny_random", "quiet=true", "device=cuda", "video.codec=h264_nvenc"]))
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"

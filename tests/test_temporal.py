@@ -1,0 +1,70 @@
+"""Temporal smoothing of depth (s3d.stereo.temporal)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s3d.stereo.temporal import TemporalSmoother, ema_step, is_scene_cut, thumbnail
+
+
+def _still(frames: int = 8, h: int = 36, w: int = 64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, h, w, generator=g).expand(frames, -1, -1, -1).clone()
+    base = torch.linspace(0, 1, w).expand(frames, 1, h, w)
+    jitter = (torch.rand(frames, 1, h, w, generator=g) - 0.5) * 0.2
+    return image, (base + jitter).clamp(0, 1)
+
+
+def _flicker(near: torch.Tensor) -> float:
+    return float((near[1:] - near[:-1]).abs().mean())
+
+
+def test_still_shot_flickers_less():
+    image, near = _still()
+    smoothed = TemporalSmoother(smoothing=0.7)(near, image)
+    assert _flicker(smoothed) < 0.5 * _flicker(near)
+    assert torch.equal(smoothed[0], near[0])  # nothing to smooth with yet
+
+
+def test_off_returns_input_and_bad_weight_is_refused():
+    image, near = _still()
+    assert torch.equal(TemporalSmoother(smoothing=0.0)(near, image), near)
+    with pytest.raises(ValueError, match="smoothing"):
+        TemporalSmoother(smoothing=1.0)
+
+
+def test_scene_cut_starts_afresh():
+    image, near = _still(4)
+    other, other_near = _still(4, seed=1)
+    frames, nears = torch.cat((image, 1 - other)), torch.cat((near, other_near))
+    s = TemporalSmoother(smoothing=0.7, scene_cut=0.1)
+    out = s(nears, frames)
+    assert s.cuts == 1
+    torch.testing.assert_close(out[4], nears[4])  # the first frame after the cut is its own depth
+    assert not torch.equal(out[5], nears[5])  # and smoothing goes on within the new shot
+
+
+def test_moving_region_keeps_current_depth():
+    image, near = _still(2)
+    dark = image[1, :, :, :32].mean(0) < 0.5
+    image[1, :, :, :32] = dark.float()  # every pixel of the left half changes by 0.5 or more; not a cut
+    out = TemporalSmoother(smoothing=0.7, scene_cut=0.9, motion=0.05)(near, image)
+    torch.testing.assert_close(out[1, :, 4:-4, 4:24], near[1, :, 4:-4, 4:24])  # no trail where it moved
+    assert (out[1, :, :, 44:] - near[1, :, :, 44:]).abs().mean() > 0.01  # smoothed where still
+
+
+def test_batches_carry_state_like_one_stream():
+    image, near = _still(8)
+    whole = TemporalSmoother(smoothing=0.6)(near, image)
+    s = TemporalSmoother(smoothing=0.6)
+    parts = torch.cat((s(near[:3], image[:3]), s(near[3:], image[3:])))
+    torch.testing.assert_close(parts, whole)
+
+
+def test_pure_functions():
+    a, b = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    torch.testing.assert_close(ema_step(a, b, 0.25), torch.full_like(a, 0.75))
+    t = thumbnail(torch.rand(2, 3, 72, 128))
+    assert t.shape == (2, 1, 36, 64)
+    assert is_scene_cut(t, 1 - t, 0.1).all() and not is_scene_cut(t, t, 0.1).any()

@@ -154,7 +154,8 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     batch = int(cfg.batch_size)
     n = min(stage_frames, len(frames)) // batch * batch or len(frames)
     settings = StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method)
-    smoother = TemporalSmoother(**cfg.temporal) if cfg.temporal.smoothing else None
+    t = cfg.temporal
+    smoother = TemporalSmoother(t.smoothing, t.scene_cut, t.motion) if t.smoothing else None
     xs = [to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu")) for i in range(0, n, batch)]
     with torch.inference_mode():
         depth(xs[0])  # warm-up

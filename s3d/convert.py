@@ -7,15 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from s3d.depth import accelerate, build_depth
 from s3d.errors import S3DError
 from s3d.export import load_model
-from s3d.io.atomic import atomic_output
+from s3d.folder import convert_folder
+from s3d.io.atomic import atomic_output, check_output
 from s3d.io.image import (
     PHOTO_SUFFIXES,
     is_stereo_photo,
@@ -25,10 +27,12 @@ from s3d.io.image import (
     write_photo,
 )
 from s3d.io.overlap import BackgroundSink, background_iter
+from s3d.io.segments import Segment, WorkFolder, fingerprint, frame_pts, plan_segments
 from s3d.io.video import (
     CONTAINER_FORMAT,
     MATROSKA_STEREO_MODE,
     EncoderSettings,
+    VideoInfo,
     VideoWriter,
     decode_frames,
     probe_video,
@@ -43,6 +47,7 @@ from s3d.pipeline import (
     to_uint8,
 )
 from s3d.stereo.temporal import TemporalSmoother
+from s3d.workers import run_on_workers, wait_for_workers, worker_rank
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +61,10 @@ LAYOUT_SUFFIX = {
 }
 
 
-def default_output(input_path: Path, layout: str, suffix: str) -> Path:
-    """``movie.mp4 -> movie_LRF_Full_SBS.mkv`` beside the input."""
-    return input_path.with_name(f"{input_path.stem}{LAYOUT_SUFFIX[layout]}{suffix}")
+def default_output(input_path: Path, layout: str, suffix: str, folder: str | None = None) -> Path:
+    """``movie.mp4 -> movie_LRF_Full_SBS.mkv`` beside the input (or in ``folder``)."""
+    name = f"{input_path.stem}{LAYOUT_SUFFIX[layout]}{suffix}"
+    return Path(folder) / name if folder else input_path.with_name(name)
 
 
 def stereo_settings(cfg: DictConfig) -> StereoSettings:
@@ -69,7 +75,8 @@ def _pipeline(cfg: DictConfig, video: bool = False) -> StereoPipeline:
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    temporal = TemporalSmoother(**cfg.temporal) if video and cfg.temporal.smoothing else None
+    t = cfg.temporal
+    temporal = TemporalSmoother(t.smoothing, t.scene_cut, t.motion) if video and t.smoothing else None
     if cfg.checkpoint:
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
         return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal)
@@ -90,42 +97,107 @@ def _batches(frames, size: int):
         yield rgb, pts
 
 
-def convert_video(cfg: DictConfig, src: Path) -> Path:
-    info = probe_video(src)
+# Settings that do not change the pictures: a run may resume another's segments whatever these are.
+NOT_PICTURE_SETTINGS = ("input", "output", "overwrite", "quiet", "resume", "workers", "threads", "batch_size", "on_error", "recursive", "output_dir")
+
+
+def picture_settings(cfg: DictConfig) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_PICTURE_SETTINGS}
+
+
+def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:
     fmt_suffix = "." + cfg.video.format.lstrip(".")
-    out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, fmt_suffix)
+    out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, fmt_suffix, cfg.get("output_dir"))
     fmt = CONTAINER_FORMAT.get(out.suffix.lower())
     if fmt is None:
         raise S3DError(out, f"unknown video container '{out.suffix}', use one of {', '.join(CONTAINER_FORMAT)}")
     stereo_mode = MATROSKA_STEREO_MODE.get(cfg.layout) if fmt in ("matroska", "webm") else None
     if fmt in ("mp4", "mov") and cfg.layout != "anaglyph":
         log.warning("%s: MP4 carries no stereo flag written by this build; players must go by the file name", out)
+    return out, fmt, stereo_mode
+
+
+def convert_segment(pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: tqdm) -> None:
+    """Convert one segment into its own video-only file (complete or absent)."""
+    if pipeline.temporal is not None:
+        pipeline.temporal.reset()
+    ph, pw = size
+    with atomic_output(path, overwrite=True) as tmp, VideoWriter(tmp, "matroska", info, pw, ph, enc, None, side_streams=False) as writer:
+
+        def write(job: tuple[np.ndarray, list]) -> None:
+            packed, stamps = job
+            for frame, pts in zip(packed, stamps):
+                writer.write(frame, pts)
+
+        done = 0
+        # Decoding (a thread), inference (here) and encoding (a thread) overlap; queues hold 2 batches.
+        frames = decode_frames(info, start=seg.warmup_start if seg.index else None, end=seg.end)
+        batches = background_iter(_batches(frames, batch_size), maxsize=2)
+        with contextlib.closing(batches), BackgroundSink(write, maxsize=2) as sink:
+            for rgb, stamps in batches:
+                keep = [pts is None or pts >= seg.start for pts in stamps]
+                batch = torch.from_numpy(np.stack(rgb))
+                if not all(keep):  # the warm-up before the segment: depth and smoothing only
+                    pipeline.prime(batch[[not k for k in keep]])
+                    batch, stamps = batch[keep], [p for p, k in zip(stamps, keep) if k]
+                if len(stamps):
+                    sink.put((pipeline(batch).numpy(), stamps))
+                    done += len(stamps)
+                    bar.update(len(stamps))
+    if seg.frames and done != seg.frames:
+        raise S3DError(info.path, f"segment {seg.index}: decoded {done} frames, expected {seg.frames} (cannot seek in this file? try segment_frames=0)")
+
+
+def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stereo_mode: str | None, overwrite: bool) -> None:
+    """The output from the segments by packet copy, with the input's audio and subtitles."""
+    with atomic_output(out, overwrite) as tmp, av.open(str(parts[0])) as first:
+        template = first.streams.video[0]
+        with VideoWriter(tmp, fmt, info, template.width, template.height, EncoderSettings(), stereo_mode, template=template) as writer:
+            for part in parts:
+                with av.open(str(part)) as c:
+                    for packet in c.demux(c.streams.video[0]):
+                        if packet.size:
+                            writer.write_packet(packet)
+
+
+def convert_video(cfg: DictConfig, src: Path) -> Path:
+    info = probe_video(src)
+    out, fmt, stereo_mode = _video_output(cfg, src)
+    check_output(out, cfg.overwrite)  # refuse now, not after hours of work
     ph, pw = packed_size(cfg.layout, info.height, info.width)
-    ph, pw = ph + ph % 2, pw + pw % 2
+    size = (ph + ph % 2, pw + pw % 2)
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
-    with atomic_output(out, cfg.overwrite) as tmp:
+    per_segment = cfg.segment_frames or 10**12  # 0 = the whole video in one segment
+    segments = plan_segments(frame_pts(src) if cfg.segment_frames else None, per_segment, cfg.temporal.warmup)
+    work = WorkFolder(out, fingerprint(src, picture_settings(cfg)), segments, cfg.resume)
+    rank, world = worker_rank()
+    mine = [s for s in segments if s.index % world == rank and not work.done(s)]
+    if work.resumed and len(mine) < len(segments):
+        log.info("%s: resuming, %d of %d segments already done", out, len(segments) - len(mine), len(segments))
+    try:
         pipeline = _pipeline(cfg, video=True)
-        with VideoWriter(tmp, fmt, info, pw, ph, enc, stereo_mode) as writer, tqdm(
-            total=info.frames or None, unit="frame", desc=src.name, disable=cfg.quiet, file=sys.stderr
-        ) as bar:
-
-            def write(job: tuple[np.ndarray, list]) -> None:
-                packed, stamps = job
-                for frame, pts in zip(packed, stamps):
-                    writer.write(frame, pts)
-
-            # Decoding (a thread), inference (here) and encoding (a thread) overlap; queues hold 2 batches.
-            batches = background_iter(_batches(decode_frames(info), cfg.batch_size), maxsize=2)
-            with contextlib.closing(batches), BackgroundSink(write, maxsize=2) as sink:
-                for frames, stamps in batches:
-                    sink.put((pipeline(torch.from_numpy(np.stack(frames))).numpy(), stamps))
-                    bar.update(len(frames))
+        done_frames = sum(s.frames for s in segments if work.done(s))
+        with tqdm(total=info.frames or None, initial=done_frames, unit="frame", desc=src.name, disable=cfg.quiet or rank > 0, file=sys.stderr) as bar:
+            for seg in mine:
+                convert_segment(pipeline, info, seg, work.part(seg), enc, size, cfg.batch_size, bar)
+        if world > 1:
+            wait_for_workers()
+            if rank > 0:
+                return out
+        join_segments([work.part(s) for s in segments], info, out, fmt, stereo_mode, cfg.overwrite)
+    except BaseException:
+        if not any(work.done(s) for s in segments):
+            work.remove()  # nothing to resume from
+        else:
+            log.info("%s: %d of %d segments are done; run the same command again to resume", out, sum(work.done(s) for s in segments), len(segments))
+        raise
+    work.remove()
     return out
 
 
 def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     """A mono photo becomes a stereo photo (and a wiggle GIF); an MPO stereo photo is repacked from its real eyes."""
-    out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, ".jpg" if src.suffix.lower() == ".mpo" else src.suffix)
+    out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, ".jpg" if src.suffix.lower() == ".mpo" else src.suffix, cfg.get("output_dir"))
     settings = stereo_settings(cfg)
     if is_stereo_photo(src):
         device = torch.device("cpu")
@@ -148,11 +220,23 @@ def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     return written
 
 
+def convert_file(cfg: DictConfig, src: Path) -> list[Path]:
+    """Convert one video or photo and return the files written."""
+    if src.suffix.lower() in PHOTO_SUFFIXES:
+        return convert_photo(cfg, src)
+    if cfg.workers > 1 and worker_rank()[1] == 1:
+        return [run_on_workers(convert_video, (cfg, src), cfg.workers, cfg.device)]
+    return [convert_video(cfg, src)]
+
+
 def convert(cfg: DictConfig) -> list[Path]:
-    """Convert ``cfg.input`` (a video or a photo) and return the files written."""
+    """Convert ``cfg.input`` (a video, a photo or a folder of them) and return the files written."""
     if not cfg.input:
         raise S3DError(None, "no input given: python convert.py input=PATH")
     src = Path(cfg.input).expanduser()
-    if src.suffix.lower() in PHOTO_SUFFIXES:
-        return convert_photo(cfg, src)
-    return [convert_video(cfg, src)]
+    if not src.is_dir():
+        return convert_file(cfg, src)
+    report = convert_folder(cfg, src, convert_file, tuple(LAYOUT_SUFFIX.values()))
+    if report.failed:
+        raise S3DError(src, f"{len(report.failed)} of {len(report.failed) + len(report.converted) + len(report.skipped)} files failed: {report.failed[0][0].name}: {report.failed[0][1]}")
+    return [p for _, written in report.converted for p in written]

@@ -77,6 +77,12 @@ class StereoPipeline:
         return self.temporal(near, image) if self.temporal is not None else near
 
     @torch.inference_mode()
+    def prime(self, frames: torch.Tensor) -> None:
+        """Feed frames that come before the ones to convert through depth and smoothing only."""
+        if self.temporal is not None:
+            self.nearness(to_tensor(frames, self.device))
+
+    @torch.inference_mode()
     def eyes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``."""
         image = to_tensor(frames, self.device)

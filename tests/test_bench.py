@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from conftest import make_video
+
 from s3d.bench import cut_clip, format_table, run, stillest
 from s3d.config import compose
 from s3d.io.video import probe_video

@@ -5,8 +5,8 @@ from __future__ import annotations
 import av
 import pytest
 import torch
-
 from conftest import make_video
+
 from s3d.config import compose
 from s3d.convert import convert
 from s3d.depth import accelerate, build_depth

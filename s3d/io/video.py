@@ -89,27 +89,37 @@ class Frame:
     time: float | None
 
 
-def decode_frames(info: VideoInfo) -> Iterator[Frame]:
-    """Decode every frame, upright, with its timestamp; a decode error or a truncated file is an error."""
+def decode_frames(info: VideoInfo, start: int | None = None, end: int | None = None) -> Iterator[Frame]:
+    """Decode frames, upright, with their timestamps; a decode error or a truncated file is an error.
+
+    ``start``/``end``: only frames with ``start <= pts < end`` (stream time base), seeking to the
+    keyframe before ``start``.
+    """
     last_time = None
     count = 0
     with _open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
+            if start is not None:
+                container.seek(start, stream=stream, backward=True, any_frame=False)
             for frame in container.decode(stream):
+                if frame.pts is not None and start is not None and frame.pts < start:
+                    continue
+                if frame.pts is not None and end is not None and frame.pts >= end:
+                    break
                 count += 1
                 last_time = frame.time
                 yield Frame(_upright(frame.to_ndarray(format="rgb24"), info.rotation), frame.pts, frame.time)
         except av.error.FFmpegError as err:
             raise S3DError(info.path, f"corrupt video after frame {count} ({err.strerror or err})") from None
-    if count == 0:
+    if count == 0 and start is None:
         raise S3DError(info.path, "video stream has no decodable frame")
-    if info.duration and last_time is not None:
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    if info.duration and last_time is not None and end is None:
+        first = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         frame_time = 1.0 / float(info.fps)
-        if last_time - start + frame_time < info.duration - 2 * frame_time - 0.05:
-            raise S3DError(info.path, f"truncated: video ends at {last_time - start:.2f} s of {info.duration:.2f} s")
+        if last_time - first + frame_time < info.duration - 2 * frame_time - 0.05:
+            raise S3DError(info.path, f"truncated: video ends at {last_time - first:.2f} s of {info.duration:.2f} s")
 
 
 @dataclass(frozen=True)
@@ -124,33 +134,27 @@ class VideoWriter:
     """Encode packed frames to ``tmp_path`` and carry over the input's audio and subtitle streams.
 
     Use as a context manager; :meth:`write` takes ``(H, W, 3) uint8`` frames with the input's
-    timestamps, in order.
+    timestamps, in order. With ``template`` (a video stream of an encoded segment) nothing is encoded:
+    :meth:`write_packet` copies that stream's packets. ``side_streams=False`` leaves audio and
+    subtitles out (segments carry video only).
     """
 
-    def __init__(self, tmp_path: Path, fmt: str, info: VideoInfo, width: int, height: int, settings: EncoderSettings, stereo_mode: str | None):
+    def __init__(self, tmp_path: Path, fmt: str, info: VideoInfo, width: int, height: int, settings: EncoderSettings, stereo_mode: str | None,
+                 side_streams: bool = True, template: av.video.stream.VideoStream | None = None):
         self.info = info
         self.out = av.open(str(tmp_path), "w", format=fmt)
-        try:
-            self.video = self.out.add_stream(settings.codec, rate=info.fps)
-        except (av.error.FFmpegError, ValueError) as err:
-            self.out.close()
-            raise S3DError(None, f"video codec '{settings.codec}' is not available ({err})") from None
-        self.video.width, self.video.height = width, height
-        self.video.pix_fmt = settings.pix_fmt
-        self.video.time_base = info.time_base
-        self.video.codec_context.time_base = info.time_base
-        opts = {}
-        if settings.codec in ("libx264", "libx265"):
-            opts = {"crf": str(settings.crf), "preset": settings.preset}
-        elif settings.codec.endswith("_nvenc"):  # NVIDIA's encoder: constant quality instead of crf
-            opts = {"rc": "vbr", "cq": str(settings.crf)}
-        self.video.options = opts
+        self.encoding = template is None
+        self._last_dts: int | None = None
+        if template is not None:
+            self.video = self.out.add_stream_from_template(template)
+        else:
+            self._add_encoder(settings, width, height)
         if stereo_mode:
             self.video.metadata["stereo_mode"] = stereo_mode
         self._side = av.open(str(info.path))
         self._side_map = {}
         self._reencode = {}
-        for s in self._side.streams:
+        for s in self._side.streams if side_streams else ():
             if s.type not in ("audio", "subtitle"):
                 continue
             name = s.codec_context.name
@@ -166,6 +170,24 @@ class VideoWriter:
         self._packets = self._side.demux(*[self._side.streams[i] for i in self._side_map]) if self._side_map else iter(())
         self._pending = None
         self._count = 0
+
+    def _add_encoder(self, settings: EncoderSettings, width: int, height: int) -> None:
+        info = self.info
+        try:
+            self.video = self.out.add_stream(settings.codec, rate=info.fps)
+        except (av.error.FFmpegError, ValueError) as err:
+            self.out.close()
+            raise S3DError(None, f"video codec '{settings.codec}' is not available ({err})") from None
+        self.video.width, self.video.height = width, height
+        self.video.pix_fmt = settings.pix_fmt
+        self.video.time_base = info.time_base
+        self.video.codec_context.time_base = info.time_base
+        opts = {}
+        if settings.codec in ("libx264", "libx265"):
+            opts = {"crf": str(settings.crf), "preset": settings.preset}
+        elif settings.codec.endswith("_nvenc"):  # NVIDIA's encoder: constant quality instead of crf
+            opts = {"rc": "vbr", "cq": str(settings.crf)}
+        self.video.options = opts
 
     def _mux_side_until(self, t: float | None) -> None:
         """Mux side-stream packets up to time ``t`` (all of them for ``None``) so the file stays interleaved."""
@@ -203,8 +225,20 @@ class VideoWriter:
         for packet in self.video.encode(frame):
             self.out.mux(packet)
 
+    def write_packet(self, packet: av.Packet) -> None:
+        """Copy one encoded video packet (of a segment), keeping decode timestamps increasing across
+        segments: each segment's encoder starts its dts a few frames before its first pts."""
+        if packet.pts is not None:
+            self._mux_side_until(float(packet.pts * packet.time_base))
+        if packet.dts is not None:
+            if self._last_dts is not None and packet.dts <= self._last_dts:
+                packet.dts = self._last_dts + 1
+            self._last_dts = packet.dts
+        packet.stream = self.video
+        self.out.mux(packet)
+
     def close(self) -> None:
-        for packet in self.video.encode():
+        for packet in self.video.encode() if self.encoding else ():
             self.out.mux(packet)
         self._mux_side_until(None)
         for out_s in self._reencode.values():

@@ -8,8 +8,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from s3d.config import PROJECT_ROOT
+
+# Property tests: no per-example deadline (the first example pays for imports and warm-up on a busy CI machine).
+settings.register_profile("s3d", deadline=None, max_examples=100)
+settings.load_profile("s3d")
 
 SAMPLE = PROJECT_ROOT / "samples" / "big_buck_bunny_432_433s_720p.webm"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

@@ -21,6 +21,7 @@ from s3d.io.atomic import atomic_output, check_output
 from s3d.io.image import (
     PHOTO_SUFFIXES,
     is_stereo_photo,
+    photo_size,
     read_photo,
     read_stereo_photo,
     write_gif,
@@ -98,7 +99,12 @@ def _batches(frames, size: int):
 
 
 # Settings that do not change the pictures: a run may resume another's segments whatever these are.
-NOT_PICTURE_SETTINGS = ("input", "output", "overwrite", "quiet", "resume", "workers", "threads", "batch_size", "on_error", "recursive", "output_dir")
+NOT_PICTURE_SETTINGS = ("input", "output", "overwrite", "quiet", "resume", "workers", "threads", "batch_size", "on_error", "recursive", "output_dir", "max_pixels")
+
+
+def check_frame_size(src: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise S3DError(src, f"frame size {width}x{height} is above the limit max_pixels={max_pixels}; raise it if this machine has the memory (with batch_size=1)")
 
 
 def picture_settings(cfg: DictConfig) -> dict:
@@ -162,6 +168,7 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
 
 def convert_video(cfg: DictConfig, src: Path) -> Path:
     info = probe_video(src)
+    check_frame_size(src, info.width, info.height, cfg.max_pixels)
     out, fmt, stereo_mode = _video_output(cfg, src)
     check_output(out, cfg.overwrite)  # refuse now, not after hours of work
     ph, pw = packed_size(cfg.layout, info.height, info.width)
@@ -197,6 +204,7 @@ def convert_video(cfg: DictConfig, src: Path) -> Path:
 
 def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     """A mono photo becomes a stereo photo (and a wiggle GIF); an MPO stereo photo is repacked from its real eyes."""
+    check_frame_size(src, *photo_size(src), cfg.max_pixels)
     out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, ".jpg" if src.suffix.lower() == ".mpo" else src.suffix, cfg.get("output_dir"))
     settings = stereo_settings(cfg)
     if is_stereo_photo(src):

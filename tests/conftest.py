@@ -40,6 +40,7 @@ def make_video(
     rotation: int = 0,
     subtitle: bool = False,
     video: bool = True,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
     """Write a small H.264 (+ AAC) file; ``pts`` in 1/1000 s gives a variable frame rate."""
     fmt = "matroska" if path.suffix == ".mkv" else None
@@ -47,7 +48,7 @@ def make_video(
         vs = None
         if video:
             vs = out.add_stream("libx264", rate=fps)
-            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+            vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
             if pts is not None:
                 vs.time_base = Fraction(1, 1000)
                 vs.codec_context.time_base = Fraction(1, 1000)

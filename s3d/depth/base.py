@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -23,13 +24,26 @@ def normalize_nearness(raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (raw - lo) / (hi - lo).clamp(min=eps)
 
 
-def resolve_weights(path: str | Path | None, backend: str, how: str) -> Path:
-    """Return the weights path if the file exists; otherwise raise the one-line missing-weights error."""
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_weights(path: str | Path | None, backend: str, how: str, sha256: str | None = None) -> Path:
+    """Return the weights path if the file exists (and has the ``sha256`` given, if any); otherwise raise
+    the one-line missing-weights or damaged-weights error."""
     if path is None:
         raise MissingWeightsError("<no path set: depth.weights>", backend, how)
     p = Path(path).expanduser()
     if not p.is_file():
         raise MissingWeightsError(p, backend, how)
+    if sha256:
+        found = file_sha256(p)
+        if found != sha256.lower():
+            raise S3DError(p, f"sha256 is {found[:12]}..., expected {sha256[:12]}...: damaged or not the weights of '{backend}' ({how})")
     return p
 
 

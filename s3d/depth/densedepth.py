@@ -143,9 +143,9 @@ class DenseDepth(DepthBackend):
 
     name = "densedepth"
 
-    def __init__(self, weights: str | None, how: str = "make weights", resolution: int | None = 480, min_depth: float = 10.0, max_depth: float = 1000.0):
+    def __init__(self, weights: str | None, how: str = "make weights", resolution: int | None = 480, min_depth: float = 10.0, max_depth: float = 1000.0, sha256: str | None = None):
         super().__init__(resolution)
-        path = resolve_weights(weights, self.name, how)
+        path = resolve_weights(weights, self.name, how, sha256)
         try:
             cfg = DenseDepthConfig.from_state_dict(load_file(str(path)), _bn_eps_from_metadata(path))
         except KeyError as err:

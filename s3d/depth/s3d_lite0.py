@@ -16,11 +16,11 @@ from s3d.errors import S3DError
 class S3DLite0Depth(DepthBackend):
     name = "s3d_lite0"
 
-    def __init__(self, weights: str | None, how: str = "it ships in the repo: git checkout weights/", resolution: int | None = 256):
+    def __init__(self, weights: str | None, how: str = "it ships in the repo: git checkout weights/", resolution: int | None = 256, sha256: str | None = None):
         super().__init__(resolution)
         from s3d.export import build_exported_model, read_metadata
 
-        path = resolve_weights(weights, self.name, how)
+        path = resolve_weights(weights, self.name, how, sha256)
         target = read_metadata(path)["model"].get("_target_")
         if target != "s3d.models.lite0.Lite0WarpNet":
             raise S3DError(path, f"not an s3d Lite0 model: {target}")

@@ -29,6 +29,17 @@ def _rgb(img: Image.Image) -> np.ndarray:
     return np.array(ImageOps.exif_transpose(img).convert("RGB"))
 
 
+def photo_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the header, without decoding the pixels."""
+    if not path.exists():
+        raise S3DError(path, "no such file")
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise S3DError(path, f"not an image ({err})") from None
+
+
 def read_photo(path: Path) -> np.ndarray:
     """``-> (H, W, 3) uint8`` RGB, EXIF orientation applied."""
     return _rgb(_open(path))

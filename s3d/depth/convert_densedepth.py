@@ -10,7 +10,6 @@ the file, and is written into the safetensors metadata and a ``.json`` beside it
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 from dataclasses import asdict
@@ -21,8 +20,14 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from s3d.depth.densedepth import KERAS_BN_EPS, DenseDepthConfig, DenseDepthNet, count_dense_layers
 from s3d import cli
+from s3d.depth.base import file_sha256
+from s3d.depth.densedepth import (
+    KERAS_BN_EPS,
+    DenseDepthConfig,
+    DenseDepthNet,
+    count_dense_layers,
+)
 from s3d.errors import S3DError
 
 BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -155,18 +160,10 @@ def convert_state(path: Path) -> tuple[dict[str, torch.Tensor], DenseDepthConfig
     return state, cfg
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert(src: Path, dst: Path) -> DenseDepthConfig:
     """Convert ``src`` (.h5) to ``dst`` (.safetensors) and ``dst.with_suffix('.json')``, each written atomically."""
     state, cfg = convert_state(src)
-    meta = {"architecture": "densedepth", "config": asdict(cfg), "source": src.name, "source_sha256": sha256(src)}
+    meta = {"architecture": "densedepth", "config": asdict(cfg), "source": src.name, "source_sha256": file_sha256(src)}
     tmp = dst.with_name(f".{dst.name}.partial")
     save_file(state, str(tmp), metadata={"s3d": json.dumps(meta)})
     tmp.replace(dst)

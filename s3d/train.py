@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from s3d.depth import build_depth
+from s3d.errors import S3DError
 from s3d.export import export_checkpoint, export_model
 from s3d.module import ViewSynthesisModule
 
@@ -23,6 +24,8 @@ def build_module(cfg: DictConfig) -> ViewSynthesisModule:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and return the final logged metrics (what a Hydra sweep compares)."""
+    if cfg.export not in ("best", "last"):
+        raise S3DError(None, f"export must be best or last, got '{cfg.export}'")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
@@ -33,9 +36,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not trainer.is_global_zero:  # under DDP, one process writes the exported model
         return metrics
     out = Path(cfg.paths.output_dir) / "model.safetensors"
-    if checkpoints.best_model_path:
+    if cfg.export == "best" and checkpoints.best_model_path:
         export_checkpoint(Path(checkpoints.best_model_path), cfg.model, cfg.depth, out)
-    else:  # fast_dev_run saves no checkpoint: export the weights as they are
+    else:  # the weights as training left them (also what fast_dev_run has: it saves no checkpoint)
         export_model(module.model, cfg.model, cfg.depth, out)
     log.info("model for convert.py: %s", out)
     log.info("final metrics: %s", metrics)

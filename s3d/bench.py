@@ -1,4 +1,4 @@
-"""Where the time goes: ``python -m s3d.bench [output=FILE.json] [clips=[...]] [convert=[depth=...]]``.
+"""Where the time goes: ``python -m s3d.bench [output=FILE.json] [clips=[...]] ['convert=["depth=..."]']``.
 
 Per clip, in one run (``make bench``): frames per second of each stage alone on frames already in
 memory (decode, depth, synthesis = temporal smoothing + disparity + warp + fill + pack, encode), of the

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -36,9 +37,10 @@ from s3d.io.video import (
     VideoInfo,
     VideoWriter,
     decode_frames,
+    frame_at,
     probe_video,
 )
-from s3d.layout import packed_size, wiggle_frames
+from s3d.layout import pack, packed_size, wiggle_frames
 from s3d.pipeline import (
     ModelPipeline,
     StereoPipeline,
@@ -123,7 +125,7 @@ def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:
     return out, fmt, stereo_mode
 
 
-def convert_segment(pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: tqdm) -> None:
+def convert_segment(pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: _Reporting) -> None:
     """Convert one segment into its own video-only file (complete or absent)."""
     if pipeline.temporal is not None:
         pipeline.temporal.reset()
@@ -166,7 +168,20 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
                             writer.write_packet(packet)
 
 
-def convert_video(cfg: DictConfig, src: Path) -> Path:
+class _Reporting:
+    """A progress bar that also reports ``(frames done, total)`` to a callback (the web page's bar)."""
+
+    def __init__(self, bar: tqdm, callback: Callable[[int, int], None] | None, done: int, total: int):
+        self.bar, self.callback, self.done, self.total = bar, callback, done, total
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], None] | None = None) -> Path:
     info = probe_video(src)
     check_frame_size(src, info.width, info.height, cfg.max_pixels)
     out, fmt, stereo_mode = _video_output(cfg, src)
@@ -185,8 +200,9 @@ def convert_video(cfg: DictConfig, src: Path) -> Path:
         pipeline = _pipeline(cfg, video=True)
         done_frames = sum(s.frames for s in segments if work.done(s))
         with tqdm(total=info.frames or None, initial=done_frames, unit="frame", desc=src.name, disable=cfg.quiet or rank > 0, file=sys.stderr) as bar:
+            reporting = _Reporting(bar, progress, done_frames, sum(s.frames for s in segments) or info.frames)
             for seg in mine:
-                convert_segment(pipeline, info, seg, work.part(seg), enc, size, cfg.batch_size, bar)
+                convert_segment(pipeline, info, seg, work.part(seg), enc, size, cfg.batch_size, reporting)
         if world > 1:
             wait_for_workers()
             if rank > 0:
@@ -202,39 +218,62 @@ def convert_video(cfg: DictConfig, src: Path) -> Path:
     return out
 
 
+def photo_eyes(cfg: DictConfig, src: Path, frame: np.ndarray | None = None) -> tuple[StereoPipeline, torch.Tensor, torch.Tensor]:
+    """``(pipeline, left, right)`` for a photo, or for ``frame`` (one video frame) when given."""
+    if frame is None and is_stereo_photo(src):
+        device = torch.device("cpu")
+        left_np, right_np = read_stereo_photo(src)
+        left, right = (to_tensor(torch.from_numpy(a)[None], device) for a in (left_np, right_np))
+        return StereoPipeline(None, stereo_settings(cfg), device), left, right  # type: ignore[arg-type]  # no depth needed
+    pipeline = _pipeline(cfg)
+    left, right = pipeline.eyes(torch.from_numpy(read_photo(src) if frame is None else frame)[None])
+    return pipeline, left, right
+
+
+def write_wiggle(cfg: DictConfig, gif: Path, left: torch.Tensor, right: torch.Tensor, overwrite: bool) -> Path:
+    frames = [to_uint8(f[None])[0].numpy() for f in wiggle_frames(left[0], right[0], cfg.photo.gif_steps)]
+    with atomic_output(gif, overwrite) as tmp:
+        write_gif(tmp, frames, cfg.photo.gif_frame_ms)
+    return gif
+
+
 def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     """A mono photo becomes a stereo photo (and a wiggle GIF); an MPO stereo photo is repacked from its real eyes."""
     check_frame_size(src, *photo_size(src), cfg.max_pixels)
     out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, ".jpg" if src.suffix.lower() == ".mpo" else src.suffix, cfg.get("output_dir"))
-    settings = stereo_settings(cfg)
-    if is_stereo_photo(src):
-        device = torch.device("cpu")
-        left_np, right_np = read_stereo_photo(src)
-        left, right = (to_tensor(torch.from_numpy(a)[None], device) for a in (left_np, right_np))
-        pipeline = StereoPipeline(None, settings, device)  # type: ignore[arg-type]  # no depth needed
-    else:
-        pipeline = _pipeline(cfg)
-        left, right = pipeline.eyes(torch.from_numpy(read_photo(src))[None])
+    pipeline, left, right = photo_eyes(cfg, src)
     written = []
     with atomic_output(out, cfg.overwrite) as tmp:
         write_photo(tmp, pipeline.pack(left, right, even=False)[0].numpy(), cfg.photo.quality)
     written.append(out)
     if cfg.photo.gif:
-        gif = out.with_name(f"{src.stem}_wiggle.gif")
-        frames = [to_uint8(f[None])[0].numpy() for f in wiggle_frames(left[0], right[0], cfg.photo.gif_steps)]
-        with atomic_output(gif, cfg.overwrite) as tmp:
-            write_gif(tmp, frames, cfg.photo.gif_frame_ms)
-        written.append(gif)
+        written.append(write_wiggle(cfg, out.with_name(f"{src.stem}_wiggle.gif"), left, right, cfg.overwrite))
     return written
 
 
-def convert_file(cfg: DictConfig, src: Path) -> list[Path]:
-    """Convert one video or photo and return the files written."""
+def preview(cfg: DictConfig, src: Path, folder: Path) -> tuple[Path, Path]:
+    """One frame (a photo, or the middle of a video) as ``preview_anaglyph.png`` and ``preview_wiggle.gif``
+    in ``folder``, to judge the settings without a headset."""
+    if src.suffix.lower() in PHOTO_SUFFIXES:
+        check_frame_size(src, *photo_size(src), cfg.max_pixels)
+        _, left, right = photo_eyes(cfg, src)
+    else:
+        info = probe_video(src)
+        check_frame_size(src, info.width, info.height, cfg.max_pixels)
+        _, left, right = photo_eyes(cfg, src, frame_at(info, (info.duration or 0) / 2))
+    anaglyph_path = folder / "preview_anaglyph.png"
+    with atomic_output(anaglyph_path, overwrite=True) as tmp:
+        write_photo(tmp, to_uint8(pack(left, right, "anaglyph", anaglyph_method=cfg.anaglyph.method))[0].numpy(), cfg.photo.quality)
+    return anaglyph_path, write_wiggle(cfg, folder / "preview_wiggle.gif", left, right, overwrite=True)
+
+
+def convert_file(cfg: DictConfig, src: Path, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Convert one video or photo and return the files written; ``progress(done, total)`` for videos."""
     if src.suffix.lower() in PHOTO_SUFFIXES:
         return convert_photo(cfg, src)
     if cfg.workers > 1 and worker_rank()[1] == 1:
         return [run_on_workers(convert_video, (cfg, src), cfg.workers, cfg.device)]
-    return [convert_video(cfg, src)]
+    return [convert_video(cfg, src, progress)]
 
 
 def convert(cfg: DictConfig) -> list[Path]:

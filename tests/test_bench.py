@@ -17,7 +17,7 @@ from s3d.io.video import probe_video
 def test_bench_writes_every_figure(tmp_path: Path):
     clip = make_video(tmp_path / "clip.mp4", width=96, height=64, frames=12)
     out = tmp_path / "bench" / "results.json"
-    cfg = compose("bench", [f"clips=[{clip}]", "short_clip_seconds=0.25", "convert=[depth=tiny_random]", "stage_frames=8", "still_frames=6",
+    cfg = compose("bench", [f"clips=[{clip}]", "short_clip_seconds=0.25", "convert=[\"depth=tiny_random\"]", "stage_frames=8", "still_frames=6",
                             "network_sizes=[[32,64]]", f"output={out}"])
     results = run(cfg)
     saved = json.loads(out.read_text())

@@ -179,3 +179,11 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path):
     log = (tmp_path / "ddp/train.log").read_text() + (tmp_path / "ddp/train_ddp_process_1.log").read_text()
     assert "distributed_backend=gloo" in r.stderr + r.stdout + log or "gloo" in r.stderr + log
     assert (tmp_path / "ddp/model.safetensors").exists() and (tmp_path / "ddp/checkpoints/last.ckpt").exists()
+
+
+def test_export_choice_is_checked(tmp_path: Path):
+    from s3d.train import train as train_job
+
+    cfg = compose("train", ["export=newest", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(S3DError, match="export must be best or last"):
+        train_job(cfg)

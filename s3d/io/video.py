@@ -122,6 +122,26 @@ def decode_frames(info: VideoInfo, start: int | None = None, end: int | None = N
             raise S3DError(info.path, f"truncated: video ends at {last_time - first:.2f} s of {info.duration:.2f} s")
 
 
+def frame_at(info: VideoInfo, seconds: float) -> np.ndarray:
+    """The first frame at or after ``seconds`` (upright ``(H, W, 3) uint8``), by seeking, not decoding all."""
+    with _open_input(info.path) as container:
+        stream = container.streams.video[0]
+        target = int(seconds / stream.time_base) + (stream.start_time or 0) if stream.time_base else 0
+        try:
+            if target > (stream.start_time or 0):
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+            last = None
+            for frame in container.decode(stream):
+                last = frame
+                if frame.pts is None or frame.pts >= target:
+                    break
+        except av.error.FFmpegError as err:
+            raise S3DError(info.path, f"cannot decode a frame at {seconds:.1f} s ({err.strerror or err})") from None
+    if last is None:
+        raise S3DError(info.path, "video stream has no decodable frame")
+    return _upright(last.to_ndarray(format="rgb24"), info.rotation)
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     codec: str = "libx264"

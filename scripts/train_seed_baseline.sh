@@ -12,7 +12,7 @@ vr_roots=$(ls -d "$default_run"/vr_frames/*/ | sed 's#/$##' | paste -sd, -)
 start=$(date +%s)
 $py train.py data=train_split model=seed depth=s3d_lite0 \
   "data.roots=[\${s3d_root:}/../shared/data/stereo_pairs/middlebury_v3_trainingQ,\${s3d_root:}/../shared/data/stereo_pairs/igev_middlebury2014_fullres,\${s3d_root:}/../shared/data/stereo_pairs/more_middlebury,\${s3d_root:}/../shared/data/stereo_pairs/mpo_pillow,\${s3d_root:}/../shared/data/stereo_pairs/pandora_middlebury2003_cones,${vr_roots}]" \
-  loss.mse=1 loss.ssim=1 loss.vgg=0.1 optim.lr=3e-4 \
+  loss.mse=1 loss.ssim=1 loss.vgg=0.1 optim.lr=3e-4 export=last \
   trainer.max_epochs=1000 "trainer.max_time=00:00:${minutes}:00" trainer.enable_progress_bar=false \
   hydra.run.dir="$run/train"
 echo "wall time: $(( $(date +%s) - start )) s" | tee "$run/wall_time.txt"

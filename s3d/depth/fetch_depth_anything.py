@@ -1,0 +1,166 @@
+"""``make weights depth=depth_anything_v2_small``: download Depth Anything V2 Small, check it, record its sha256 and convert it.
+
+``python -m s3d.depth.fetch_depth_anything [--url URL] [--out weights/depth_anything_v2_small.safetensors]``
+
+The published file is the Hugging Face ``transformers`` port (``DepthAnythingForDepthEstimation``,
+``model.safetensors``). It streams to a ``.partial`` file, renamed only when its length matches the
+server's Content-Length (:func:`s3d.depth.fetch_densedepth.download`); every tensor is then checked by
+name and shape and renamed to :class:`s3d.depth.depth_anything.DepthAnythingNet`'s layout (q, k and v
+concatenated into timm's fused ``qkv``). The download's sha256 goes into the converted file's metadata
+and the ``.json`` beside it; the download itself is deleted. ``--url file:///path/model.safetensors``
+converts a file already on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from s3d import cli
+from s3d.config import PROJECT_ROOT
+from s3d.depth.base import file_sha256
+from s3d.depth.depth_anything import DepthAnythingNet
+from s3d.depth.fetch_densedepth import download
+from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
+
+HF_URL = "https://huggingface.co/depth-anything/Depth-Anything-V2-Small-hf/resolve/main/model.safetensors"
+DEFAULT_OUT = PROJECT_ROOT / "weights" / "depth_anything_v2_small.safetensors"
+ARCHITECTURE = "depth_anything_v2_small"
+
+# transformers >= 5 names the DINOv2 attention like this in memory; the published file has the older names.
+ALIASES = {
+    "attention.q_proj.": "attention.attention.query.",
+    "attention.k_proj.": "attention.attention.key.",
+    "attention.v_proj.": "attention.attention.value.",
+    "attention.o_proj.": "attention.output.dense.",
+}
+UNUSED = {"backbone.embeddings.mask_token": (1, 384)}  # masked-image pre-training only; accepted and dropped
+
+_L = "backbone.encoder.layer.{0}."
+# (our tensor name, the Hugging Face name(s) it comes from): several names are concatenated along dim 0.
+RULES: list[tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]]] = [
+    (r"encoder\.cls_token", lambda g: ("backbone.embeddings.cls_token",)),
+    (r"encoder\.pos_embed", lambda g: ("backbone.embeddings.position_embeddings",)),
+    (r"encoder\.patch_embed\.proj\.(weight|bias)", lambda g: (f"backbone.embeddings.patch_embeddings.projection.{g[0]}",)),
+    (r"encoder\.norm\.(weight|bias)", lambda g: (f"backbone.layernorm.{g[0]}",)),
+    (r"encoder\.blocks\.(\d+)\.(norm[12])\.(weight|bias)", lambda g: (_L.format(g[0]) + f"{g[1]}.{g[2]}",)),
+    (r"encoder\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)", lambda g: tuple(_L.format(g[0]) + f"attention.attention.{p}.{g[1]}" for p in ("query", "key", "value"))),
+    (r"encoder\.blocks\.(\d+)\.attn\.proj\.(weight|bias)", lambda g: (_L.format(g[0]) + f"attention.output.dense.{g[1]}",)),
+    (r"encoder\.blocks\.(\d+)\.ls([12])\.gamma", lambda g: (_L.format(g[0]) + f"layer_scale{g[1]}.lambda1",)),
+    (r"encoder\.blocks\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", lambda g: (_L.format(g[0]) + f"mlp.{g[1]}.{g[2]}",)),
+    (r"head\.projects\.(\d)\.(weight|bias)", lambda g: (f"neck.reassemble_stage.layers.{g[0]}.projection.{g[1]}",)),
+    (r"head\.resize_layers\.(\d)\.(weight|bias)", lambda g: (f"neck.reassemble_stage.layers.{g[0]}.resize.{g[1]}",)),
+    (r"head\.layer(\d)_rn\.weight", lambda g: (f"neck.convs.{int(g[0]) - 1}.weight",)),
+    # The port runs its fusion layers deepest first: its layer 0 is the original refinenet4.
+    (r"head\.refinenet(\d)\.resConfUnit([12])\.conv([12])\.(weight|bias)", lambda g: (f"neck.fusion_stage.layers.{4 - int(g[0])}.residual_layer{g[1]}.convolution{g[2]}.{g[3]}",)),
+    (r"head\.refinenet(\d)\.out_conv\.(weight|bias)", lambda g: (f"neck.fusion_stage.layers.{4 - int(g[0])}.projection.{g[1]}",)),
+    (r"head\.output_conv1\.(weight|bias)", lambda g: (f"head.conv1.{g[0]}",)),
+    (r"head\.output_conv2\.0\.(weight|bias)", lambda g: (f"head.conv2.{g[0]}",)),
+    (r"head\.output_conv2\.2\.(weight|bias)", lambda g: (f"head.conv3.{g[0]}",)),
+]
+
+
+def hf_sources(name: str) -> tuple[str, ...]:
+    """The Hugging Face tensor name(s) our tensor ``name`` is made of."""
+    for pattern, source in RULES:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return source(m.groups())
+    raise KeyError(f"no Hugging Face source for '{name}'")
+
+
+@lru_cache(maxsize=1)
+def own_shapes() -> dict[str, tuple[int, ...]]:
+    """Our network's tensor names and shapes (built on the meta device: no memory, no initialisation)."""
+    with torch.device("meta"):
+        net = DepthAnythingNet(init=False)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def _part_shape(shape: tuple[int, ...], parts: int) -> tuple[int, ...]:
+    return (shape[0] // parts, *shape[1:])
+
+
+def hf_shapes() -> dict[str, tuple[int, ...]]:
+    """Every tensor of the published file, by name, with its shape (the inverse of the conversion)."""
+    out = dict(UNUSED)
+    for name, shape in own_shapes().items():
+        parts = hf_sources(name)
+        out.update({p: _part_shape(shape, len(parts)) for p in parts})
+    return out
+
+
+def canonical_name(name: str) -> str:
+    """The published file's name for a tensor that transformers >= 5 names differently."""
+    for new, old in ALIASES.items():
+        name = name.replace(new, old)
+    return name
+
+
+def convert_hf_state(state: dict[str, torch.Tensor], source: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """Hugging Face ``DepthAnythingForDepthEstimation`` state dict -> :class:`DepthAnythingNet` state dict (float32).
+
+    Every tensor is checked: a missing, unexpected or wrongly shaped one is refused with one line
+    naming it (and ``source``, the file it came from).
+    """
+    state = {canonical_name(k): v for k, v in state.items()}
+    wanted = hf_shapes()
+    missing = [k for k in wanted if k not in state and k not in UNUSED]
+    if missing:
+        raise S3DError(source, f"missing tensor '{missing[0]}' ({len(missing)} missing in all); not Depth Anything V2 Small")
+    for name, tensor in state.items():
+        if name not in wanted:
+            raise S3DError(source, f"unexpected tensor '{name}'; not Depth Anything V2 Small")
+        if tuple(tensor.shape) != wanted[name]:
+            raise S3DError(source, f"tensor '{name}' has shape {tuple(tensor.shape)}, expected {wanted[name]}; not Depth Anything V2 Small")
+    return {name: torch.cat([state[p].float() for p in hf_sources(name)]).contiguous() for name in own_shapes()}
+
+
+def convert(src: Path, dst: Path, url: str | None = None) -> dict:
+    """Convert the published ``src`` to ``dst`` and ``dst.with_suffix('.json')``, each written atomically; returns the metadata."""
+    try:
+        state = load_file(str(src))
+    except Exception as err:  # safetensors raises several types for a corrupt header
+        raise S3DError(src, f"not a readable safetensors file ({err})") from None
+    converted = convert_hf_state(state, src)
+    meta = {"architecture": ARCHITECTURE, "source": url or src.name, "source_sha256": file_sha256(src)}
+    with atomic_output(dst, overwrite=True) as tmp:
+        save_file(converted, str(tmp), metadata={"s3d": json.dumps(meta)})
+    with atomic_output(dst.with_suffix(".json"), overwrite=True) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def fetch(url: str, out: Path, quiet: bool = False) -> dict:
+    """Download ``url`` beside ``out``, convert it to ``out``, delete the download; returns the metadata."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src = download(url, out.with_name(out.stem + ".hf.safetensors"), quiet=quiet)
+    try:
+        return convert(src, out, url)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            src.unlink()  # kept neither when wrong (a web page, another model) nor when converted
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", default=HF_URL)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    meta = cli.run(fetch, args.url, args.out, args.quiet)
+    print(f"{args.out}: Depth Anything V2 Small, source sha256 {meta['source_sha256'][:12]}... (in {args.out.with_suffix('.json')})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

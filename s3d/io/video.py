@@ -250,9 +250,11 @@ class VideoWriter:
         segments: each segment's encoder starts its dts a few frames before its first pts."""
         if packet.pts is not None:
             self._mux_side_until(float(packet.pts * packet.time_base))
+        if self._last_dts is not None and (packet.dts is None or packet.dts <= self._last_dts):
+            # Matroska does not store dts, so a segment's first B-frame-delayed packets come back without
+            # one; after the previous segment they get the next free tick (below their pts).
+            packet.dts = self._last_dts + 1
         if packet.dts is not None:
-            if self._last_dts is not None and packet.dts <= self._last_dts:
-                packet.dts = self._last_dts + 1
             self._last_dts = packet.dts
         packet.stream = self.video
         self.out.mux(packet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
@@ -84,9 +85,14 @@ def test_upload_preview_convert_download(server, tmp_path: Path):
 
 def test_limits_types_and_isolation(server, tmp_path: Path):
     base, work = server
-    big = tmp_path / "big.mp4"
-    big.write_bytes(b"\0" * (1024 * 1024 + 1))
-    status, data = upload(base, big)
+    # refused from the announced length, before a byte of the body is read (so only the headers are sent here)
+    conn = http.client.HTTPConnection(base.removeprefix("http://"), timeout=60)
+    conn.putrequest("POST", "/upload?name=big.mp4")
+    conn.putheader("Content-Length", str(1024 * 1024 + 1))
+    conn.endheaders()
+    response = conn.getresponse()
+    status, data = response.status, json.loads(response.read())
+    conn.close()
     assert status == 413 and "upload limit of 1 MB" in data["error"]
     text = tmp_path / "notes.txt"
     text.write_text("hello")

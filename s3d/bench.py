@@ -31,6 +31,7 @@ import torch
 from omegaconf import DictConfig
 
 from s3d.config import PROJECT_ROOT, compose
+from s3d.convert import stereo_settings, temporal_smoother
 from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.densedepth import DenseDepth, DenseDepthConfig, DenseDepthNet
 from s3d.depth.depth_anything import (
@@ -43,9 +44,8 @@ from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
 from s3d.layout import pack
-from s3d.pipeline import StereoSettings, make_eyes, pad_even, to_tensor, to_uint8
+from s3d.pipeline import make_eyes, pad_even, to_tensor, to_uint8
 from s3d.stereo import nearness_to_disparity
-from s3d.stereo.temporal import TemporalSmoother
 
 STAGES = ("decode", "depth", "synth", "encode")
 
@@ -95,10 +95,10 @@ def stillest(frames: np.ndarray, length: int) -> tuple[int, float]:
 
 def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int) -> dict[str, float]:
     """Mean |disparity change| (px) between consecutive frames, without and with temporal smoothing."""
-    settings = StereoSettings(divergence=float(cfg.divergence), convergence=float(cfg.convergence))
+    settings = stereo_settings(cfg)
     smoothing = cfg.temporal.smoothing or 0.5
     result = {}
-    for name, smoother in (("off", None), ("on", TemporalSmoother(smoothing, cfg.temporal.scene_cut, cfg.temporal.motion))):
+    for name, smoother in (("off", None), ("on", temporal_smoother(cfg, smoothing))):
         disparities = []
         with torch.inference_mode():
             for i in range(0, len(frames), batch):
@@ -170,9 +170,8 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     fps = {"decode": _fps(len(frames), time.perf_counter() - start)}
     batch = int(cfg.batch_size)
     n = min(stage_frames, len(frames)) // batch * batch or len(frames)
-    settings = StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method)
-    t = cfg.temporal
-    smoother = TemporalSmoother(t.smoothing, t.scene_cut, t.motion) if t.smoothing else None
+    settings = stereo_settings(cfg)
+    smoother = temporal_smoother(cfg)
     xs = [to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu")) for i in range(0, n, batch)]
     with torch.inference_mode():
         depth(xs[0])  # warm-up

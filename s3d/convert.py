@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -74,12 +74,18 @@ def stereo_settings(cfg: DictConfig) -> StereoSettings:
     return StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method)
 
 
+def temporal_smoother(cfg: DictConfig, smoothing: float | None = None) -> TemporalSmoother | None:
+    """The configured smoothing of depth over time (``smoothing`` overrides the weight); ``None`` when off."""
+    t = cfg.temporal
+    weight = t.smoothing if smoothing is None else smoothing
+    return TemporalSmoother(weight, t.scene_cut, t.motion) if weight else None
+
+
 def _pipeline(cfg: DictConfig, video: bool = False) -> StereoPipeline:
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    t = cfg.temporal
-    temporal = TemporalSmoother(t.smoothing, t.scene_cut, t.motion) if video and t.smoothing else None
+    temporal = temporal_smoother(cfg) if video else None
     if cfg.checkpoint:
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
         return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal)
@@ -189,8 +195,7 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
     ph, pw = packed_size(cfg.layout, info.height, info.width)
     size = (ph + ph % 2, pw + pw % 2)
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
-    per_segment = cfg.segment_frames or 10**12  # 0 = the whole video in one segment
-    segments = plan_segments(frame_pts(src) if cfg.segment_frames else None, per_segment, cfg.temporal.warmup)
+    segments = plan_segments(frame_pts(src) if cfg.segment_frames else None, cfg.segment_frames, cfg.temporal.warmup)
     work = WorkFolder(out, fingerprint(src, picture_settings(cfg)), segments, cfg.resume)
     rank, world = worker_rank()
     mine = [s for s in segments if s.index % world == rank and not work.done(s)]

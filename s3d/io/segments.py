@@ -59,10 +59,10 @@ def frame_pts(path: Path) -> list[int] | None:
 
 
 def plan_segments(pts: list[int] | None, frames_per_segment: int, warmup: int) -> list[Segment]:
-    """Cut the frame list into segments of ``frames_per_segment`` frames."""
-    if frames_per_segment < 1:
-        raise S3DError(None, f"segment_frames must be at least 1, got {frames_per_segment}")
-    if not pts:
+    """Cut the frame list into segments of ``frames_per_segment`` frames; ``0`` (or no ``pts``) = one segment."""
+    if frames_per_segment < 0:
+        raise S3DError(None, f"segment_frames must be 0 (one segment) or more, got {frames_per_segment}")
+    if not pts or frames_per_segment == 0:
         return [Segment(0, 0, None, 0, 0)]
     segments = []
     for i, first in enumerate(range(0, len(pts), frames_per_segment)):

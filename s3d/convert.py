@@ -71,7 +71,10 @@ def default_output(input_path: Path, layout: str, suffix: str, folder: str | Non
 
 
 def stereo_settings(cfg: DictConfig) -> StereoSettings:
-    return StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method)
+    try:
+        return StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method, cfg.interpolation)
+    except ValueError as err:  # a mistyped option is one line, before any work
+        raise S3DError(None, str(err)) from None
 
 
 def temporal_smoother(cfg: DictConfig, smoothing: float | None = None) -> TemporalSmoother | None:

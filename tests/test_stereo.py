@@ -82,3 +82,37 @@ def test_backward_warp_gradcheck_float64():
 def test_shape_checks():
     with pytest.raises(ValueError):
         synthesize_view(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 9))
+
+
+def test_fill_mirrors_background_texture_into_the_hole():
+    # Background texture 1..4 on the left (disparity 0), a 3-pixel hole, foreground (disparity 5) on the right.
+    img = torch.tensor([[[[1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 9.0]]]])
+    disp = torch.tensor([[[[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0]]]])
+    valid = torch.tensor([[[[True, True, True, True, False, False, False, True]]]])
+    mirrored, _ = fill_from_background(img, disp, valid)
+    assert mirrored.flatten().tolist() == [1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 9.0]
+    stretched, _ = fill_from_background(img, disp, valid, mirror=False)
+    assert stretched.flatten().tolist() == [1.0, 2.0, 3.0, 4.0, 4.0, 4.0, 4.0, 9.0]
+    # A background strip narrower than the hole: the reflection would reach the nearer object at x=0, so
+    # the pixels past the strip take the edge pixel instead. The hole is on the right-hand side here.
+    img = torch.tensor([[[[7.0, 2.0, 0.0, 0.0, 0.0, 6.0, 5.0]]]])
+    disp = torch.tensor([[[[4.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]]]])
+    valid = torch.tensor([[[[True, True, False, False, False, True, True]]]])
+    filled, fdisp = fill_from_background(img, disp, valid)
+    assert filled.flatten().tolist() == [7.0, 2.0, 2.0, 2.0, 2.0, 6.0, 5.0]  # left (1.0) is background (ties go left)
+    img2 = torch.tensor([[[[7.0, 9.0, 0.0, 0.0, 0.0, 6.0, 5.0]]]])
+    disp2 = torch.tensor([[[[1.0, 4.0, 0.0, 0.0, 0.0, 1.0, 1.0]]]])
+    filled2, _ = fill_from_background(img2, disp2, valid)
+    assert filled2.flatten().tolist() == [7.0, 9.0, 6.0, 5.0, 6.0, 6.0, 5.0]  # right side mirrored: 6, 5, then x=7 is outside -> 6
+
+
+def test_bicubic_keeps_a_half_pixel_shift_sharp():
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 16, 64)
+    grad = lambda x: float(((x[..., 1:] - x[..., :-1]) ** 2).mean())  # noqa: E731
+    half = torch.full((1, 1, 16, 64), 0.5)
+    bilinear, bicubic = synthesize_view(img, half, mode="bilinear"), synthesize_view(img, half, mode="bicubic")
+    assert grad(bicubic[..., 4:-4]) > 1.3 * grad(bilinear[..., 4:-4])
+    whole = torch.full((1, 1, 16, 64), 3.0)
+    for mode in ("bilinear", "bicubic"):  # whole-pixel shifts read the source exactly either way
+        assert torch.allclose(synthesize_view(img, whole, mode=mode)[..., :-6], img[..., 3:-3], atol=1e-5)

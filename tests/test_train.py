@@ -187,3 +187,19 @@ def test_export_choice_is_checked(tmp_path: Path):
     cfg = compose("train", ["export=newest", f"paths.output_dir={tmp_path}"])
     with pytest.raises(S3DError, match="export must be best or last"):
         train_job(cfg)
+
+
+def test_init_weights_continues_from_an_exported_model(tmp_path: Path):
+    r = train(tmp_path, "model=warp", "hydra.run.dir=first")
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = tmp_path / "first/model.safetensors"
+    # With a zero learning rate the second run's export has the learned tensors it started from
+    # (batch-norm running statistics still move in a training step).
+    r = train(tmp_path, "model=warp", f"init_weights={first}", "optim.lr=0", "hydra.run.dir=second")
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_file(str(first)), load_file(str(tmp_path / "second/model.safetensors"))
+    learned = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert a.keys() == b.keys() and len(learned) > 20 and all(torch.equal(a[k], b[k]) for k in learned)
+    # Weights of another model are refused with one line naming the file.
+    r = train(tmp_path, "model=seed", f"init_weights={first}", "hydra.run.dir=third")
+    assert r.returncode != 0 and f"{first}: weights do not fit the model" in r.stderr

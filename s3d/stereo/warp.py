@@ -2,8 +2,8 @@
 
 Conversion uses depth-image-based rendering in three steps, all batched on the input's device:
 1. :func:`forward_disparity` splats the source-view disparity into the target view, nearest point wins;
-2. :func:`backward_warp` samples the source colours with that target-view disparity (sub-pixel, sharp);
-3. disoccluded holes are filled from the background side (:mod:`s3d.stereo.fill`).
+2. :func:`backward_warp` samples the source colours with that target-view disparity (sub-pixel);
+3. disoccluded holes are filled from the background side, its texture mirrored (:mod:`s3d.stereo.fill`).
 Steps 2 and 3 are one sampling pass: a hole samples the source where its background neighbour does, so
 only the one-channel disparity is filled and the colours are read once. :func:`backward_warp` alone is
 differentiable and is what the trained warp model uses.
@@ -34,8 +34,8 @@ def _check(image: torch.Tensor, disparity: torch.Tensor) -> None:
         raise ValueError(f"image {tuple(image.shape)} and disparity {tuple(disparity.shape)} differ in batch or size")
 
 
-def sample_rows(source: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Read each row of ``source`` at the (fractional) columns ``x``: bilinear, border padding.
+def sample_rows(source: torch.Tensor, x: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Read each row of ``source`` at the (fractional) columns ``x``: ``mode`` bilinear or bicubic, border padding.
 
     ``source (B, C, H, W)``, ``x (B, 1, H, W)`` in pixels of ``source`` -> ``(B, C, H, W)``.
     """
@@ -43,7 +43,7 @@ def sample_rows(source: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     grid = base_grid(b, h, w, source.device, source.dtype)
     gx = (x[:, 0] * 2 + 1) / w - 1  # pixel centre i sits at (2 i + 1) / W - 1 with align_corners=False
     grid = torch.stack((gx, grid[..., 1]), dim=-1)
-    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=ALIGN_CORNERS)
+    return F.grid_sample(source, grid, mode=mode, padding_mode="border", align_corners=ALIGN_CORNERS)
 
 
 def backward_warp(source: torch.Tensor, target_disparity: torch.Tensor, direction: int = 1) -> torch.Tensor:
@@ -80,14 +80,15 @@ def forward_disparity(disparity: torch.Tensor, direction: int = 1) -> tuple[torc
     return torch.where(valid, target, torch.zeros_like(target)), valid
 
 
-def synthesize_view(source: torch.Tensor, disparity: torch.Tensor, direction: int = 1) -> torch.Tensor:
+def synthesize_view(source: torch.Tensor, disparity: torch.Tensor, direction: int = 1, mode: str = "bicubic") -> torch.Tensor:
     """Render the other eye from one eye and its own (source-view) disparity.
 
     ``source (B, C, H, W)``, ``disparity (B, 1, H, W)`` in pixels, in the source view ``-> (B, C, H, W)``.
-    Zero disparity returns the source unchanged.
+    Zero disparity returns the source unchanged. ``mode`` bicubic keeps a half-pixel shift as sharp as the
+    source (bilinear averages two pixels there); it may overshoot the source's range slightly.
     """
     _check(source, disparity)
     target_disparity, valid = forward_disparity(disparity, direction)
     column = background_source_index(target_disparity, valid)  # holes read where their background neighbour reads
     x = column.to(source.dtype) + direction * target_disparity.gather(-1, column)
-    return sample_rows(source, x)
+    return sample_rows(source, x, mode)

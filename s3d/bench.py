@@ -33,13 +33,8 @@ from omegaconf import DictConfig
 from s3d.config import PROJECT_ROOT, compose
 from s3d.convert import stereo_settings, temporal_smoother
 from s3d.depth import DepthBackend, accelerate, build_depth
-from s3d.depth.densedepth import DenseDepth, DenseDepthConfig, DenseDepthNet
-from s3d.depth.depth_anything import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DepthAnythingNet,
-    DepthAnythingV2Small,
-)
+from s3d.depth.densedepth import DenseDepth
+from s3d.depth.depth_anything import DepthAnythingV2Small
 from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
@@ -199,17 +194,7 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
 
 def random_backend(name: str) -> DepthBackend:
     """A depth network with random weights: the same cost as the real one, for timing where its weights are absent."""
-    if name == "densedepth":
-        backend = DenseDepth.__new__(DenseDepth)
-        DepthBackend.__init__(backend, 480)
-        backend.min_depth, backend.max_depth = 10.0, 1000.0
-        backend.net = DenseDepthNet(DenseDepthConfig())
-    else:
-        backend = DepthAnythingV2Small.__new__(DepthAnythingV2Small)
-        DepthBackend.__init__(backend, 518)
-        backend.net = DepthAnythingNet()
-        backend.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        backend.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+    backend = {"densedepth": DenseDepth, "depth_anything_v2_small": DepthAnythingV2Small}[name].with_random_weights()
     return backend.eval().requires_grad_(False)
 
 

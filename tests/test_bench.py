@@ -7,10 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from conftest import make_video
 
 from s3d.bench import cut_clip, format_table, run, stillest
 from s3d.config import compose
+from s3d.depth.densedepth import DenseDepth
+from s3d.depth.depth_anything import DepthAnythingV2Small
 from s3d.io.video import probe_video
 
 
@@ -29,7 +33,7 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert (r["ffmpeg_fps"] is None) == (shutil.which("ffmpeg") is None)
     assert r["flicker"]["off"] >= 0 and r["flicker"]["on"] >= 0
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
-    assert any(k.startswith("densedepth") for k in saved["depth_seconds_per_frame"])
+    assert {k.split()[0] for k in saved["depth_seconds_per_frame"]} == {"s3d_lite0", "densedepth", "depth_anything_v2_small"}
     assert "clip.mp4" in format_table(saved)
 
 
@@ -46,3 +50,13 @@ def test_stillest_finds_the_still_stretch():
     frames[8:14] = frames[8]  # six identical frames
     start, change = stillest(frames, 6)
     assert start == 8 and change == 0.0
+
+
+@pytest.mark.parametrize("backend", [DenseDepth, DepthAnythingV2Small])
+def test_random_weight_backends_need_no_weights_file(backend):
+    depth = backend.with_random_weights(resolution=None).eval()
+    a, b = (dict(m.named_parameters()) for m in (depth.net, backend.with_random_weights().net))
+    assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)  # fresh random weights each time
+    with torch.inference_mode():
+        near = depth(torch.rand(2, 3, 64, 96))
+    assert near.shape == (2, 1, 64, 96) and torch.isfinite(near).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from s3d.errors import MissingWeightsError, S3DError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def normalize_nearness(raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -47,8 +50,8 @@ def resolve_weights(path: str | Path | None, backend: str, how: str, sha256: str
     return p
 
 
-def load_safetensors_into(module: nn.Module, path: Path) -> None:
-    """Load a safetensors state dict, refusing missing, unexpected or wrongly shaped tensors by name."""
+def load_safetensors_into(module: M, path: Path) -> M:
+    """Load a safetensors state dict into ``module`` (returned), refusing missing, unexpected or wrongly shaped tensors by name."""
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for a corrupt header
@@ -63,6 +66,7 @@ def load_safetensors_into(module: nn.Module, path: Path) -> None:
     if extra:
         raise S3DError(path, f"unexpected tensor '{extra[0]}'")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return module
 
 
 class DepthBackend(nn.Module):

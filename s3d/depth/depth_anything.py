@@ -180,13 +180,18 @@ class DepthAnythingV2Small(DepthBackend):
 
     name = "depth_anything_v2_small"
 
-    def __init__(self, weights: str | None, how: str = "make weights depth=depth_anything_v2_small", resolution: int | None = PRETRAIN_SIZE, sha256: str | None = None):
+    def __init__(self, weights: str | None, how: str = "make weights depth=depth_anything_v2_small", resolution: int | None = PRETRAIN_SIZE, sha256: str | None = None, net: DepthAnythingNet | None = None):
         super().__init__(resolution)
-        path = resolve_weights(weights, self.name, how, sha256)
-        self.net = DepthAnythingNet(init=False)
-        load_safetensors_into(self.net, path)
+        if net is None:
+            net = load_safetensors_into(DepthAnythingNet(init=False), resolve_weights(weights, self.name, how, sha256))
+        self.net = net
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def with_random_weights(cls, **kwargs) -> DepthAnythingV2Small:
+        """The published architecture with random weights: it costs the same, for timing where the weights are absent."""
+        return cls(None, net=DepthAnythingNet(), **kwargs)
 
     def working_size(self, h: int, w: int) -> tuple[int, int]:
         """The original's resize: the short side to ``resolution`` (up or down), each side a multiple of 14

@@ -1,7 +1,8 @@
 """Where the time goes: ``python -m s3d.bench [output=FILE.json] [clips=[...]] ['convert=["depth=..."]']``.
 
 Per clip, in one run (``make bench``): frames per second of each stage alone on frames already in
-memory (decode, depth, synthesis = temporal smoothing + disparity + warp + fill + pack, encode), of the
+memory (decode, depth, synthesis = temporal smoothing + disparity + warp + fill + pack, encode; synthesis
+also with each ``interpolation``), of the
 whole conversion as ``convert.py`` runs it (in a fresh process, whose peak resident memory is read
 from the kernel), and of ffmpeg's own transcode of the clip to the same full-SBS output (decode, stack
 the frame twice, encode with the same x264 settings: the input/output floor). Flicker: the mean
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -39,7 +41,7 @@ from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
 from s3d.layout import pack
-from s3d.pipeline import make_eyes, pad_even, to_tensor, to_uint8
+from s3d.pipeline import INTERPOLATIONS, StereoSettings, make_eyes, pad_even, to_tensor, to_uint8
 from s3d.stereo import nearness_to_disparity
 
 STAGES = ("decode", "depth", "synth", "encode")
@@ -157,8 +159,21 @@ def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: st
     return _fps(frames, time.perf_counter() - start)
 
 
-def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) -> tuple[dict[str, float], np.ndarray]:
-    """Each stage alone, on frames in memory. Returns the fps per stage and the decoded frames."""
+def _synthesize(xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings) -> tuple[np.ndarray, float]:
+    """The synthesis stage (smoothing, warp, packing) on batches in memory: ``-> (packed frames, seconds)``."""
+    smoother = temporal_smoother(cfg)
+    start = time.perf_counter()
+    packed = []
+    for x, near in zip(xs, nears):
+        if smoother is not None:
+            near = smoother(near, x)
+        packed.append(to_uint8(pad_even(pack(*make_eyes(x, near, settings), settings.layout))).numpy())
+    return np.concatenate(packed), time.perf_counter() - start
+
+
+def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
+    """Each stage alone, on frames in memory. Returns the fps per stage, the synthesis fps with each
+    ``interpolation``, and the decoded frames."""
     info = probe_video(clip)
     start = time.perf_counter()
     frames = np.stack([f.rgb for f in decode_frames(info)])
@@ -166,21 +181,18 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     batch = int(cfg.batch_size)
     n = min(stage_frames, len(frames)) // batch * batch or len(frames)
     settings = stereo_settings(cfg)
-    smoother = temporal_smoother(cfg)
     xs = [to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu")) for i in range(0, n, batch)]
     with torch.inference_mode():
         depth(xs[0])  # warm-up
         start = time.perf_counter()
         nears = [depth(x) for x in xs]
         fps["depth"] = _fps(n, time.perf_counter() - start)
-        start = time.perf_counter()
-        packed = []
-        for x, near in zip(xs, nears):
-            if smoother is not None:
-                near = smoother(near, x)
-            packed.append(to_uint8(pad_even(pack(*make_eyes(x, near, settings), settings.layout))).numpy())
-        fps["synth"] = _fps(n, time.perf_counter() - start)
-    packed = np.concatenate(packed)
+        packed, seconds = _synthesize(xs, nears, cfg, settings)
+        fps["synth"] = _fps(n, seconds)
+        by_interpolation = {settings.interpolation: fps["synth"]}
+        for other in INTERPOLATIONS:
+            if other not in by_interpolation:
+                by_interpolation[other] = _fps(n, _synthesize(xs, nears, cfg, replace(settings, interpolation=other))[1])
     ph, pw = packed.shape[1:3]
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +201,7 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
             for i, f in enumerate(packed):
                 w.write(f, i)
         fps["encode"] = _fps(len(packed), time.perf_counter() - start)
-    return fps, frames
+    return fps, by_interpolation, frames
 
 
 def random_backend(name: str) -> DepthBackend:
@@ -239,13 +251,13 @@ def run(cfg: DictConfig) -> dict:
         for clip in clips:
             info = probe_video(clip)
             print(f"{clip.name}: {info.width}x{info.height}, {info.frames} frames ...", file=sys.stderr, flush=True)
-            stage_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
+            stage_fps, synth_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
             start, change = stillest(frames, cfg.still_frames)
             still = frames[start : start + cfg.still_frames]
             e2e = end_to_end(clip, list(cfg.convert), tmp)
             r = {
                 "size": f"{info.width}x{info.height}", "frames": len(frames),
-                "e2e_fps": e2e["fps"], "stage_fps": stage_fps,
+                "e2e_fps": e2e["fps"], "stage_fps": stage_fps, "synth_fps_by_interpolation": synth_fps,
                 "slowest_stage": min(stage_fps, key=stage_fps.get),
                 "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
                 "peak_rss_mb": e2e["peak_rss_mb"],
@@ -273,6 +285,8 @@ def format_table(results: dict) -> str:
         lines.append(f"| {name} | {r['size']} | {r['frames']} | {r['e2e_fps']:.2f} | {s['decode']:.1f} | {s['depth']:.1f} | {s['synth']:.1f} | {s['encode']:.1f} "
                      f"| {r['e2e_vs_slowest_stage']:.0%} | {r['peak_rss_mb']:.0f} | {ff} | {r['flicker']['off']:.3f} -> {r['flicker']['on']:.3f} |")
     lines.append("")
+    for name, r in results["clips"].items():
+        lines.append(f"{name}: synth fps by interpolation: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
     lines += [f"{k}: {v:.3f} s/frame" for k, v in results["depth_seconds_per_frame"].items()]
     return "\n".join(lines)
 

@@ -88,7 +88,10 @@ def build_exported_model(path: Path) -> tuple[nn.Module, dict]:
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
     """Load an exported file's tensors into ``model`` (fp16 files into fp32); every tensor must fit."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # same names, other shapes (another width of the same model)
+        raise S3DError(path, f"weights do not fit the model: {str(err).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise S3DError(path, f"weights do not fit the model: missing {missing[:1]}, unexpected {unexpected[:1]}")
     return model

@@ -30,6 +30,7 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert r["frames"] == 12 and r["e2e_fps"] > 0 and r["peak_rss_mb"] > 50
     assert set(r["stage_fps"]) == {"decode", "depth", "synth", "encode"} and all(v > 0 for v in r["stage_fps"].values())
     assert r["slowest_stage"] in r["stage_fps"] and r["e2e_vs_slowest_stage"] > 0
+    assert r["synth_fps_by_interpolation"]["bicubic"] == r["stage_fps"]["synth"] and r["synth_fps_by_interpolation"]["bilinear"] > 0
     assert (r["ffmpeg_fps"] is None) == (shutil.which("ffmpeg") is None)
     assert r["flicker"]["off"] >= 0 and r["flicker"]["on"] >= 0
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12

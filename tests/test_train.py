@@ -203,3 +203,15 @@ def test_init_weights_continues_from_an_exported_model(tmp_path: Path):
     # Weights of another model are refused with one line naming the file.
     r = train(tmp_path, "model=seed", f"init_weights={first}", "hydra.run.dir=third")
     assert r.returncode != 0 and f"{first}: weights do not fit the model" in r.stderr
+
+
+def test_weights_of_another_width_are_refused_by_name(tmp_path: Path):
+    from hydra.utils import instantiate
+
+    from s3d.export import export_model, load_weights
+
+    cfg = compose("train", ["model=seed", f"paths.output_dir={tmp_path}"])
+    path = export_model(instantiate(cfg.model), cfg.model, cfg.depth, tmp_path / "m.safetensors")
+    narrow = instantiate(compose("train", ["model=seed", "model.width=16", f"paths.output_dir={tmp_path}"]).model)
+    with pytest.raises(S3DError, match=r"m\.safetensors: weights do not fit the model: size mismatch"):
+        load_weights(narrow, path)

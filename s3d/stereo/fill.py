@@ -60,7 +60,7 @@ def background_source_index(disparity: torch.Tensor, valid: torch.Tensor, mirror
 def fill_from_background(
     image: torch.Tensor, disparity: torch.Tensor, valid: torch.Tensor, mirror: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fill invalid pixels row by row from the nearest valid pixel on the background side.
+    """Fill invalid pixels row by row from the background side of each hole.
 
     A disoccluded hole lies between a foreground and a background pixel; of its two valid row
     neighbours the one with the smaller disparity is background, so the hole takes its content from

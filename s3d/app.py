@@ -40,6 +40,14 @@ TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CONTENT_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mkv": "video/x-matroska", ".mp4": "video/mp4"}
 
 
+class Refused(S3DError):
+    """An upload refused before its body is read, with the HTTP status that says why."""
+
+    def __init__(self, path: str, problem: str, status: HTTPStatus):
+        super().__init__(path, problem)
+        self.status = status
+
+
 @dataclass
 class Job:
     folder: Path
@@ -74,11 +82,12 @@ class App:
         return compose("convert", overrides)
 
     def new_job(self, filename: str, length: int, body) -> str:
+        """Store an upload of ``length`` bytes read from ``body`` as a new job; :class:`Refused` before reading."""
+        if length > self.max_bytes:
+            raise Refused(filename, f"larger than the upload limit of {self.cfg.max_upload_mb} MB", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         suffix = Path(filename).suffix.lower()
         if suffix not in VIDEO_SUFFIXES | PHOTO_SUFFIXES:
-            raise S3DError(filename, f"not a video or photo this tool converts ({', '.join(sorted(VIDEO_SUFFIXES | PHOTO_SUFFIXES))})")
-        if length > self.max_bytes:
-            raise S3DError(filename, f"larger than the upload limit of {self.cfg.max_upload_mb} MB")
+            raise Refused(filename, f"not a video or photo this tool converts ({', '.join(sorted(VIDEO_SUFFIXES | PHOTO_SUFFIXES))})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
         token = secrets.token_urlsafe(24)
         folder = self.workdir / token
         folder.mkdir()
@@ -190,12 +199,7 @@ class Handler(BaseHTTPRequestHandler):
         route, q = urlparse(self.path).path, self._query()
         try:
             if route == "/upload":
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > self.app.max_bytes:  # refused before reading a byte of it
-                    self.close_connection = True
-                    self._error(413, f"{q.get('name', 'upload')}: larger than the upload limit of {self.app.cfg.max_upload_mb} MB")
-                    return
-                token = self.app.new_job(q.get("name", ""), length, self.rfile)
+                token = self.app.new_job(q.get("name", "upload"), int(self.headers.get("Content-Length") or 0), self.rfile)
                 self._json({"job": token})
             elif route == "/preview":
                 job = self.app.job(q.get("job", ""))
@@ -212,11 +216,13 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(404, "not found")
         except KeyError:
             self._error(404, "no such job or file")
+        except Refused as err:
+            self.close_connection = True  # its body was not read, so the connection cannot carry another request
+            self._error(err.status, str(err))
         except ValueError:
             self._error(400, "bad number in the settings")
         except S3DError as err:
-            status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE if "not a video or photo" in str(err) else HTTPStatus.BAD_REQUEST
-            self._error(status, str(err).replace(str(self.app.workdir), "<workdir>"))
+            self._error(HTTPStatus.BAD_REQUEST, str(err).replace(str(self.app.workdir), "<workdir>"))
 
 
 def make_server(cfg: DictConfig) -> ThreadingHTTPServer:

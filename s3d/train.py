@@ -30,7 +30,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     if cfg.init_weights:  # continue from an exported model (its optimiser state is not kept; ckpt_path resumes fully)
-        read_metadata(Path(cfg.init_weights))
+        read_metadata(Path(cfg.init_weights))  # a missing or foreign file is refused here in one line
         load_weights(module.model, Path(cfg.init_weights))
     checkpoints = ModelCheckpoint(dirpath=f"{cfg.paths.output_dir}/checkpoints", monitor="val/psnr", mode="max", save_last=True, filename="best-{epoch}")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[checkpoints])

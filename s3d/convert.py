@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from s3d.depth import accelerate, build_depth
-from s3d.errors import S3DError
+from s3d.errors import S3DError, check_frame_size
 from s3d.export import load_model
 from s3d.folder import convert_folder
 from s3d.io.atomic import atomic_output, check_output
@@ -113,11 +113,6 @@ def _batches(frames, size: int):
 NOT_PICTURE_SETTINGS = ("input", "output", "overwrite", "quiet", "resume", "workers", "threads", "batch_size", "on_error", "recursive", "output_dir", "max_pixels")
 
 
-def check_frame_size(src: Path, width: int, height: int, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise S3DError(src, f"frame size {width}x{height} is above the limit max_pixels={max_pixels}; raise it if this machine has the memory (with batch_size=1)")
-
-
 def picture_settings(cfg: DictConfig) -> dict:
     return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_PICTURE_SETTINGS}
 
@@ -191,8 +186,7 @@ class _Reporting:
 
 
 def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], None] | None = None) -> Path:
-    info = probe_video(src)
-    check_frame_size(src, info.width, info.height, cfg.max_pixels)
+    info = probe_video(src, cfg.max_pixels)
     out, fmt, stereo_mode = _video_output(cfg, src)
     check_output(out, cfg.overwrite)  # refuse now, not after hours of work
     ph, pw = packed_size(cfg.layout, info.height, info.width)
@@ -266,8 +260,7 @@ def preview(cfg: DictConfig, src: Path, folder: Path) -> tuple[Path, Path]:
         check_frame_size(src, *photo_size(src), cfg.max_pixels)
         _, left, right = photo_eyes(cfg, src)
     else:
-        info = probe_video(src)
-        check_frame_size(src, info.width, info.height, cfg.max_pixels)
+        info = probe_video(src, cfg.max_pixels)
         _, left, right = photo_eyes(cfg, src, frame_at(info, (info.duration or 0) / 2))
     anaglyph_path = folder / "preview_anaglyph.png"
     with atomic_output(anaglyph_path, overwrite=True) as tmp:

@@ -15,7 +15,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from s3d.app import make_server
+from s3d.app import make_server, page_url
 from s3d.config import PROJECT_ROOT, compose
 
 SAMPLE = PROJECT_ROOT / "samples" / "big_buck_bunny_432_433s_720p.webm"
@@ -31,7 +31,7 @@ def main(out: Path) -> None:
             options.add_argument(arg)
         driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"))
         try:
-            driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
+            driver.get(page_url(server))
             wait = WebDriverWait(driver, 600)
             driver.find_element(By.ID, "file").send_keys(str(SAMPLE))
             wait.until(lambda d: d.find_element(By.ID, "preview").is_enabled())

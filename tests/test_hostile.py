@@ -124,3 +124,33 @@ def test_ctrl_c_on_the_cli_exits_130_and_leaves_nothing(tmp_path: Path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("s3d: interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
+def test_video_frame_size_is_checked_before_any_decode(tmp_path: Path, monkeypatch):
+    """A huge MJPEG costs hundreds of MB per decoded frame: the declared size is refused first."""
+    import s3d.io.video as video
+
+    clip = make_video(tmp_path / "big.mp4", width=128, height=96, frames=2)
+    real = video._open_input
+
+    class NoDecode:
+        def __init__(self, container):
+            self.container = container
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.container.close()
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def decode(self, *args, **kwargs):
+            raise AssertionError("a frame was decoded before the size check")
+
+    monkeypatch.setattr(video, "_open_input", lambda path: NoDecode(real(path)))
+    with pytest.raises(S3DError, match=r"frame size 128x96 is above the limit max_pixels=10000"):
+        video.probe_video(clip, max_pixels=10000)
+    with pytest.raises(AssertionError, match="decoded before"):  # the stand-in does stop a decode
+        video.probe_video(clip, max_pixels=10**6)

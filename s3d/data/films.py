@@ -1,8 +1,8 @@
 """Frames of real 3D films: every N-th frame (200 as in the article), split into the two eyes.
 
-Frames are read by seeking to each sampled timestamp, never by decoding the whole film; the eyes are
-cached as PNG pairs in the ``image_0/`` + ``image_1/`` layout of :mod:`s3d.data.pairs`, which then
-serves them with the same augmentation. Train and validation are split by film, never by frame.
+Frames are read by seeking to each sampled timestamp (:func:`s3d.io.video.read_frames_at`, upright),
+never by decoding the whole film; the eyes are cached as PNG pairs in the ``image_0/`` + ``image_1/``
+layout of :mod:`s3d.data.pairs`, which then serves them with the same augmentation. Train and validation are split by film, never by frame.
 VR clips (360 or VR180 equirectangular) are cut to the low-distortion centre of each eye.
 """
 
@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from s3d.data.pairs import StereoPairs, StereoPairsDataModule, find_pairs
+from s3d.data.pairs import StereoPairsDataModule, find_pairs
 from s3d.errors import S3DError
-from s3d.io.video import probe_video
+from s3d.io.video import probe_video, read_frames_at  # read_frames_at: frames by index, seeking (re-exported)
 from s3d.layout import split
 from s3d.layout.detect import StereoLayout, detect_layout
 
@@ -36,49 +36,6 @@ def sample_frame_indices(n_frames: int, every: int, offset: int = 0) -> list[int
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     return list(range(offset, n_frames, every))
-
-
-def _decode_at(container, stream, seek_to: int | None, target: int, tolerance: float) -> np.ndarray | None:
-    """Seek to ``seek_to`` (None: no seek) and decode forward to the frame at ``target``; None if it overshot."""
-    if seek_to is not None:
-        container.seek(seek_to, stream=stream, backward=True, any_frame=False)
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        if frame.pts > target + tolerance:
-            return None  # landed past the frame (imprecise seeking, e.g. MPEG-TS): seek earlier
-        if frame.pts >= target - tolerance:
-            return frame.to_ndarray(format="rgb24")
-    return None
-
-
-def read_frames_at(path: Path, indices: list[int]) -> list[np.ndarray]:
-    """Decode the frames with these indices (constant frame rate assumed) by seeking to each one.
-
-    ``-> [(H, W, 3) uint8, ...]`` in the order of ``indices``. Where a container seeks imprecisely the
-    seek backs off (1 s, 10 s); where seeking fails (some MPEG-TS files) it decodes from the start.
-    """
-    out = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        tb = stream.time_base
-        start = stream.start_time or 0
-        tolerance = 1 / (2 * rate * tb)
-        for idx in indices:
-            target = start + int(round(idx / (rate * tb)))
-            frame = None
-            for back_off in (0, int(1 / tb), int(10 / tb)):
-                frame = _decode_at(container, stream, max(start, target - back_off), target, tolerance)
-                if frame is not None:
-                    break
-            if frame is None:
-                with av.open(str(path)) as fresh:
-                    frame = _decode_at(fresh, fresh.streams.video[0], None, target, tolerance)
-            if frame is None:
-                raise S3DError(path, f"could not decode frame {idx}")
-            out.append(frame)
-    return out
 
 
 def vr_projection(name: str, setting: str) -> str | None:
@@ -146,7 +103,7 @@ def extract_film(path: Path, cache_dir: Path, every: int, layout: str = "auto", 
     if (folder / "done").exists():
         return folder
     indices = sample_frame_indices(info.frames, every)[:max_frames]
-    frames = read_frames_at(path, indices)
+    frames = read_frames_at(info, indices)
     found = film_layout(path, layout, frames[0] if frames else None)
     proj = vr_projection(path.name, projection)
     for sub in ("image_0", "image_1"):
@@ -167,23 +124,42 @@ def find_films(root: str | Path) -> list[Path]:
 
 
 class StereoFilmsDataModule(StereoPairsDataModule):
-    """Every ``every``-th frame of each film in ``root``; the first ``val_films`` films (by name) validate."""
+    """Every ``every``-th frame of each film in ``root``; the first ``val_films`` films (by name) validate.
+
+    The options of :class:`StereoPairsDataModule` apply to the frames: ``exclude`` and ``val_names``
+    take frame names (``<film stem>_<frame:06d>``) or film stems (all frames of that film), ``val_names``
+    replacing the ``val_films`` split when given; ``hints`` (and the others) reach the training set.
+    """
 
     def __init__(self, root: str, every: int = 200, layout: str = "auto", projection: str = "auto", cache_dir: str = "~/.cache/s3d/frames", val_films: int = 1, max_frames_per_film: int | None = None, **pairs_kwargs):
         super().__init__(roots=[], **pairs_kwargs)
         self.root, self.every, self.layout, self.projection = root, every, layout, projection
         self.cache_dir, self.val_films, self.max_frames = Path(cache_dir).expanduser(), val_films, max_frames_per_film
+        self._film_of: dict[str, str] = {}  # frame (pair) name -> film stem
+        self._film_order: list[str] = []  # film stems in find_films order
+
+    def _films(self) -> list[Path]:
+        return [f for f in find_films(self.root) if f.stem not in self.exclude]
 
     def prepare_data(self) -> None:
-        for film in find_films(self.root):
+        for film in self._films():
             extract_film(film, self.cache_dir, self.every, self.layout, self.projection, self.max_frames)
 
+    def split(self, pairs: list) -> tuple[list, list]:
+        """By film: ``val_names`` (frame names or film stems) if given, else the first ``val_films`` films."""
+        if self.val_names:
+            is_val = lambda p: p[0] in self.val_names or self._film_of.get(p[0]) in self.val_names  # noqa: E731
+        else:
+            val_films = set(self._film_order[: self.val_films])
+            is_val = lambda p: self._film_of[p[0]] in val_films  # noqa: E731
+        return [p for p in pairs if is_val(p)], [p for p in pairs if not is_val(p)]
+
     def setup(self, stage: str | None = None) -> None:
-        films = find_films(self.root)
-        if len(films) <= self.val_films:
+        films = self._films()
+        if not self.val_names and len(films) <= self.val_films:
             raise S3DError(self.root, f"found {len(films)} films, need more than val_films={self.val_films}")
         folders = [extract_film(f, self.cache_dir, self.every, self.layout, self.projection, self.max_frames) for f in films]
-        val = [p for f in folders[: self.val_films] for p in find_pairs(f)]
-        train = [p for f in folders[self.val_films :] for p in find_pairs(f)]
-        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width)
-        self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)
+        self._film_of = {name: film.stem for film, folder in zip(films, folders) for name, _, _ in find_pairs(folder)}
+        self._film_order = [f.stem for f in films]
+        self.roots = [str(f) for f in folders]
+        super().setup(stage)  # excludes frame names, splits with self.split, builds the sets with hints etc.

@@ -124,24 +124,117 @@ def decode_frames(info: VideoInfo, start: int | None = None, end: int | None = N
             raise S3DError(info.path, f"truncated: video ends at {last_time - first:.2f} s of {info.duration:.2f} s")
 
 
+def _decode_from(container, stream, seek_to: int | None, target: int, tolerance: float, earlier: bool):
+    """Seek to ``seek_to`` (None: decode on from where the container is) and decode forward to the frame
+    at ``target`` (pts in the stream time base, +- ``tolerance``).
+
+    ``-> (frame, last, overshot)``: ``(frame, frame, False)`` found; ``(None, None, True)`` the first frame
+    decoded lies past ``target`` though ``earlier`` frames exist (imprecise seeking, e.g. MPEG-TS);
+    ``(None, last, False)`` the stream ended before ``target`` (``last`` None if nothing decoded at all).
+    """
+    if seek_to is not None:
+        container.seek(seek_to, stream=stream, backward=True, any_frame=False)
+    last = None
+    for frame in container.decode(stream):
+        if frame.pts is not None and last is None and earlier and frame.pts > target + tolerance:
+            return None, None, True
+        last = frame
+        if frame.pts is not None and frame.pts >= target - tolerance:
+            return frame, frame, False
+    return None, last, False
+
+
+class _FrameReader:
+    """Frames by timestamp from one video: decodes on to a target shortly ahead (up to ``ahead`` seconds),
+    seeks to others, backing off (1 s, 10 s) where a container seeks imprecisely, and decodes from the
+    start where seeking fails (some MPEG-TS files decode nothing after a seek)."""
+
+    def __init__(self, info: VideoInfo, ahead: float = 2.0):
+        self.info = info
+        self.container = _open_input(info.path)
+        self.stream = self.container.streams.video[0]
+        self.tb = self.stream.time_base
+        self.start = self.stream.start_time or 0
+        self.rate = self.stream.average_rate or self.stream.guessed_rate or info.fps
+        self.tolerance = 1 / (2 * self.rate * self.tb)
+        self.ahead = int(ahead / self.tb)
+        self.pos: int | None = None  # pts of the last frame returned; None: nothing decoded yet
+
+    def pts_of(self, index: int) -> int:
+        """The pts of frame ``index`` at the stream's frame rate."""
+        return self.start + int(round(index / (self.rate * self.tb)))
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _found(self, frame):
+        self.pos = frame.pts
+        return frame
+
+    def at(self, target: int, past_end: bool = False):
+        """The decoded frame at pts ``target``; past the last frame the last one with ``past_end``, else None."""
+        here = self.start if self.pos is None else self.pos
+        if (self.pos is None or target > self.pos) and target <= here + self.ahead:
+            frame, last, overshot = _decode_from(self.container, self.stream, None, target, self.tolerance, earlier=self.pos is not None)
+            if frame is not None:
+                return self._found(frame)
+            if not overshot and last is not None:
+                return last if past_end else None
+        for back_off in (0, int(1 / self.tb), int(10 / self.tb)):
+            seek_to = max(self.start, target - back_off)
+            frame, last, overshot = _decode_from(self.container, self.stream, seek_to, target, self.tolerance, earlier=seek_to > self.start)
+            if frame is not None:
+                return self._found(frame)
+            if not overshot:
+                if last is not None:  # decoded to the end without reaching the target
+                    return last if past_end else None
+                break  # nothing decoded after the seek: seeking does not work in this file
+        self.container.close()
+        self.container = _open_input(self.info.path)
+        self.stream = self.container.streams.video[0]
+        frame, last, _ = _decode_from(self.container, self.stream, None, target, self.tolerance, earlier=False)
+        if frame is not None:
+            return self._found(frame)
+        self.pos = None if last is None else last.pts
+        return last if past_end else None
+
+
+def read_frames_at(video: VideoInfo | Path, indices: list[int]) -> list[np.ndarray]:
+    """Decode the frames with these indices (constant frame rate assumed: frame ``i`` at ``i / fps``) by
+    seeking (or decoding on, for one shortly ahead), never decoding the whole video.
+
+    ``-> [(H, W, 3) uint8, ...]`` upright (display rotation applied), in the order of ``indices``.
+    """
+    info = video if isinstance(video, VideoInfo) else probe_video(Path(video))
+    out = []
+    reader = _FrameReader(info)
+    try:
+        for idx in indices:
+            try:
+                frame = reader.at(reader.pts_of(idx))
+            except av.error.FFmpegError as err:
+                raise S3DError(info.path, f"cannot decode frame {idx} ({err.strerror or err})") from None
+            if frame is None:
+                raise S3DError(info.path, f"could not decode frame {idx}")
+            out.append(_upright(frame.to_ndarray(format="rgb24"), info.rotation))
+    finally:
+        reader.close()
+    return out
+
+
 def frame_at(info: VideoInfo, seconds: float) -> np.ndarray:
-    """The first frame at or after ``seconds`` (upright ``(H, W, 3) uint8``), by seeking, not decoding all."""
-    with _open_input(info.path) as container:
-        stream = container.streams.video[0]
-        target = int(seconds / stream.time_base) + (stream.start_time or 0) if stream.time_base else 0
-        try:
-            if target > (stream.start_time or 0):
-                container.seek(target, stream=stream, backward=True, any_frame=False)
-            last = None
-            for frame in container.decode(stream):
-                last = frame
-                if frame.pts is None or frame.pts >= target:
-                    break
-        except av.error.FFmpegError as err:
-            raise S3DError(info.path, f"cannot decode a frame at {seconds:.1f} s ({err.strerror or err})") from None
-    if last is None:
+    """The frame showing at ``seconds`` (the nearest within half a frame, else the first after it; the
+    last frame past the end), upright ``(H, W, 3) uint8``, by seeking, not decoding all."""
+    reader = _FrameReader(info)
+    try:
+        frame = reader.at(reader.start + int(seconds / reader.tb), past_end=True)
+    except av.error.FFmpegError as err:
+        raise S3DError(info.path, f"cannot decode a frame at {seconds:.1f} s ({err.strerror or err})") from None
+    finally:
+        reader.close()
+    if frame is None:
         raise S3DError(info.path, "video stream has no decodable frame")
-    return _upright(last.to_ndarray(format="rgb24"), info.rotation)
+    return _upright(frame.to_ndarray(format="rgb24"), info.rotation)
 
 
 @dataclass(frozen=True)

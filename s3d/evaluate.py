@@ -8,6 +8,14 @@ ground-truth disparity exists, the scale-free agreement of the predicted source-
 the real right eye: an oracle). A model that predicts a source-view disparity is also scored as
 ``<name>_dibr``: its disparity through the conversion pipeline's warp and background fill
 (:func:`s3d.stereo.synthesize_view`) instead of its own warp and inpainting.
+
+Depth on pairs without ground truth (``<name>_fit``): the model's nearness through the conversion path
+(``synthesize_view``) with the two knobs a user has, 3D strength and screen plane (disparity
+``a * nearness + b`` px, ``a >= 0``), fitted per pair against the real eye: the single-shift oracle's
+privilege plus one parameter. Beside it, fitted the same way: ``yprior`` (nearness = row / height,
+"lower is nearer") and ``teacher`` (the PSMNet stereo network's disparity from both eyes: the upper
+reference, :mod:`s3d.models.psmnet`). ``fit`` in the result: each one's mean PSNR gain over ``shift``
+and how often a model beats ``yprior``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from s3d.stereo import synthesize_view
 
 log = logging.getLogger(__name__)
 METRICS = ("psnr", "ssim", "mae", "sharpness", "spearman", "absrel")
+FIT_WIDTH = 320  # the knobs are searched at this width (the oracle's fit, not the reported image), then applied at full size
 
 
 def load_rgb(path: Path) -> torch.Tensor:
@@ -102,6 +111,54 @@ def best_shift(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, i
     return shift(left, best_s), best_s
 
 
+def robust_nearness(d: torch.Tensor, lo: float = 0.02, hi: float = 0.98) -> torch.Tensor:
+    """Disparity-like map -> nearness in ``[0, 1]`` between its 2nd and 98th percentiles (spikes clipped).
+    ``(1, 1, H, W) -> (1, 1, H, W)``."""
+    q = torch.quantile(d.flatten().float()[:: max(1, d.numel() // 200_000)], torch.tensor([lo, hi]))
+    return ((d - q[0]) / (q[1] - q[0]).clamp(min=1e-6)).clamp(0, 1)
+
+
+def vertical_prior(left: torch.Tensor) -> torch.Tensor:
+    """"Lower in the frame is nearer": nearness = row / height. ``(B, 3, H, W) -> (B, 1, H, W)``."""
+    b, _, h, w = left.shape
+    return (torch.arange(h, dtype=left.dtype) / max(h - 1, 1)).view(1, 1, h, 1).expand(b, 1, h, w)
+
+
+def fit_knobs(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor, rounds: int = 3) -> tuple[float, float]:
+    """3D strength and screen plane fitted against the real eye: ``(a, b)`` of disparity ``a * n + b`` in px
+    of ``left``'s width, ``a >= 0``, by coarse-to-fine grid search of PSNR through :func:`synthesize_view`
+    at :data:`FIT_WIDTH`. ``left, right (1, 3, H, W)``, ``nearness (1, 1, H, W)`` in ``[0, 1]``."""
+    h, w = left.shape[-2:]
+    scale = min(1.0, FIT_WIDTH / w)
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    small = [F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1) for x in (left, right)]
+    n = F.interpolate(nearness, size=size, mode="bilinear", align_corners=False)
+    ws = size[1]
+
+    def err(a: float, b: float) -> float:
+        return float(((synthesize_view(small[0], a * n + b, 1).clamp(0, 1) - small[1]) ** 2).mean())
+
+    a_lo, a_hi, b_lo, b_hi, steps = 0.0, 0.25 * ws, -0.05 * ws, 0.25 * ws, 13
+    best = (float("inf"), 0.0, 0.0)
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for a in np.linspace(a_lo, a_hi, steps):
+                for b in np.linspace(b_lo, b_hi, steps):
+                    best = min(best, (err(float(a), float(b)), float(a), float(b)))
+            da, db = (a_hi - a_lo) / (steps - 1), (b_hi - b_lo) / (steps - 1)
+            a_lo, a_hi = max(0.0, best[1] - da), best[1] + da
+            b_lo, b_hi = best[2] - db, best[2] + db
+            steps = 7
+    return best[1] / scale, best[2] / scale
+
+
+def fitted_view(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The other eye through the conversion path with fitted knobs, and the nearness (for its rank agreement)."""
+    a, b = fit_knobs(left, right, nearness)
+    with torch.inference_mode():
+        return synthesize_view(left, a * nearness + b, 1), nearness
+
+
 def predict(model: torch.nn.Module, depth, left: torch.Tensor, work_width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A model at its training width; returns the right eye at full size and the source disparity if any.
 
@@ -133,9 +190,21 @@ def evaluate(cfg: DictConfig) -> dict:
         raise S3DError(", ".join(roots), "no stereo pairs found")
     device = torch.device("cpu")
     models = {}
+    nearness_of = {}  # name -> the depth backend convert.py would run for that model
     for name, path in cfg.models.items():
         if path:
             models[name] = load_model(Path(path), cfg.weights_dir, device)
+            if hasattr(models[name][0], "render"):
+                from s3d.depth.s3d_lite0 import S3DLite0Depth
+
+                nearness_of[name] = S3DLite0Depth(str(path), resolution=cfg.depth_resolution).eval()
+    teacher = None
+    if cfg.teacher and not Path(cfg.teacher).is_file():
+        log.warning("%s: no PSMNet weights (make weights teacher=psmnet): the teacher row is left out", cfg.teacher)
+    elif cfg.teacher:
+        from s3d.models.psmnet import load_psmnet
+
+        teacher = load_psmnet(cfg.teacher)
     per_pair: dict[str, dict[str, dict[str, float]]] = {}
     for pair, lp, rp in pairs:
         left, right = load_rgb(lp), load_rgb(rp)
@@ -151,23 +220,46 @@ def evaluate(cfg: DictConfig) -> dict:
             if disp is not None:  # the conversion path: the model's depth, the DIBR warp and background fill
                 with torch.inference_mode():
                     preds[f"{name}_dibr"] = (synthesize_view(left, disp, direction=1), disp)
+            if name in nearness_of:
+                preds[f"{name}_fit"] = fitted_view(left, right, nearness_of[name](left))
+        preds["yprior"] = fitted_view(left, right, vertical_prior(left))
+        if teacher is not None:
+            from s3d.data.teacher import LabelSettings, teacher_disparity
+
+            preds["teacher"] = fitted_view(left, right, robust_nearness(teacher_disparity(teacher, left, right, LabelSettings())))
         per_pair[pair] = {}
         for name, (pred, disp) in preds.items():
             m = image_metrics(pred, right)
             if gt is not None and disp is not None:
                 m.update(disparity_metrics(disp[0, 0].numpy(), gt))
+                if name.endswith("_fit") or name in ("yprior", "teacher"):
+                    del m["absrel"]  # a nearness has no unit to median-scale; its ranks are what it has
             per_pair[pair][name] = m
             if cfg.save_images:
                 _save_png(Path(cfg.save_images) / name / f"{pair}.png", pred)
         log.info("%s: best shift %d px; %s", pair, s, ", ".join(f"{n} psnr {v['psnr']:.2f}" for n, v in per_pair[pair].items()))
     names = list(next(iter(per_pair.values())))
     mean = {n: {k: float(np.mean([p[n][k] for p in per_pair.values() if k in p[n]])) for k in METRICS if any(k in p[n] for p in per_pair.values())} for n in names}
-    result = {"mean": mean, "pairs": per_pair, "pairs_root": roots, "work_width": cfg.work_width}
+    result = {"mean": mean, "fit": fit_summary(per_pair), "pairs": per_pair, "pairs_root": roots, "work_width": cfg.work_width}
     if cfg.output:
         out = Path(cfg.output)
         with atomic_output(out, overwrite=True) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def fit_summary(per_pair: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """For each fitted row: mean PSNR gain over the fitted shift (dB), and the share of pairs where it
+    beats the fitted vertical prior (``beats_yprior``) and by more than 0.05 dB."""
+    names = [n for n in next(iter(per_pair.values())) if n.endswith("_fit") or n in ("yprior", "teacher")]
+    out = {}
+    for n in names:
+        rows = [p for p in per_pair.values() if n in p]
+        gains = [p[n]["psnr"] - p["shift"]["psnr"] for p in rows]
+        out[n] = {"gain_over_shift_db": float(np.mean(gains)), "pairs": len(rows),
+                  "beats_yprior": float(np.mean([p[n]["psnr"] > p["yprior"]["psnr"] for p in rows])),
+                  "beats_yprior_by_0.05db": float(np.mean([p[n]["psnr"] > p["yprior"]["psnr"] + 0.05 for p in rows]))}
+    return out
 
 
 def format_table(result: dict) -> str:
@@ -176,4 +268,7 @@ def format_table(result: dict) -> str:
     lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, m in result["mean"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" if k in m else "-" for k in cols) + " |")
+    if result.get("fit"):
+        lines += ["", "| fitted (3D strength and screen plane per pair) | gain over fitted shift, dB | beats yprior |", "|---|---|---|"]
+        lines += [f"| {n} | {f['gain_over_shift_db']:+.2f} | {f['beats_yprior']:.0%} |" for n, f in result["fit"].items()]
     return "\n".join(lines)

@@ -4,7 +4,9 @@ Terms: ``mse``, ``ssim`` (kornia) and ``vgg`` (low-level VGG16 features, :mod:`s
 generated eye, as in the article; for the warp model also
 ``photometric`` (monodepth's 0.85 SSIM + 0.15 L1 on the warped eye before inpainting) and ``smooth``
 (edge-aware smoothness of the disparity, scale-free) and ``hints`` (stereo-matched disparities where they
-rebuild the other eye better, :mod:`s3d.data.hints`). All take ``(B, C, H, W)`` in ``[0, 1]``.
+rebuild the other eye better, :mod:`s3d.data.hints`) and ``teacher`` (a stereo teacher's dense disparity
+where its two views agree, :mod:`s3d.data.teacher`, scale-and-shift invariant). All take ``(B, C, H, W)``
+in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,32 @@ def hint_loss(disparity: torch.Tensor, hint: torch.Tensor, source: torch.Tensor,
     return (torch.log1p((disparity - h).abs()) * use).sum() / use.sum().clamp(min=1)
 
 
+def robust_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Shift to the median, scale by the mean absolute deviation (MiDaS): ``(N,) -> (N,)``, scale-and-shift free."""
+    centred = x - x.median()
+    return centred / centred.abs().mean().clamp(min=1e-6)
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, clip: float = 0.02) -> torch.Tensor:
+    """Scale-and-shift-invariant L1 between a predicted and a teacher disparity (Ranftl et al., MiDaS),
+    on the pixels where ``target`` is known: each image's known pixels are median-centred and MAD-scaled,
+    so the prediction's unit (fraction of the width) and the teacher's (px at its size) do not matter.
+    Pixels outside the teacher's ``clip`` and ``1 - clip`` quantiles are left out, so a few spikes (glass,
+    reflections) neither set its scale nor train. ``pred, target (B, 1, H, W)``, target NaN = unknown -> ``()``."""
+    losses = []
+    for p, t in zip(pred, target):
+        known = torch.isfinite(t)
+        if known.sum() < 16:
+            continue
+        tk, pk = t[known], p[known]
+        if clip > 0:
+            lo, hi = torch.quantile(tk.float(), torch.tensor([clip, 1 - clip], dtype=torch.float32, device=tk.device)).to(tk.dtype)
+            inside = (tk >= lo) & (tk <= hi)
+            tk, pk = tk[inside], pk[inside]
+        losses.append((robust_normalize(pk) - robust_normalize(tk)).abs().mean())
+    return torch.stack(losses).mean() if losses else pred.sum() * 0
+
+
 def smoothness_loss(disparity: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """Edge-aware first-order smoothness of mean-normalised disparity. ``(B,1,H,W), (B,3,H,W) -> ()``."""
     d = disparity / (disparity.abs().mean(dim=(2, 3), keepdim=True) + 1e-7)
@@ -78,16 +106,16 @@ class PerceptualLoss(nn.Module):
 class ViewLoss(nn.Module):
     """Weighted sum of the terms above; a zero weight skips its term (and loads nothing for it)."""
 
-    def __init__(self, mse: float = 1.0, ssim: float = 1.0, vgg: float = 0.0, photometric: float = 0.0, smooth: float = 0.0, hints: float = 0.0, ssim_window: int = 7, vgg_weights: str | None = None, vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
+    def __init__(self, mse: float = 1.0, ssim: float = 1.0, vgg: float = 0.0, photometric: float = 0.0, smooth: float = 0.0, hints: float = 0.0, teacher: float = 0.0, ssim_window: int = 7, vgg_weights: str | None = None, vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
         super().__init__()
-        self.weights = {"mse": mse, "ssim": ssim, "vgg": vgg, "photometric": photometric, "smooth": smooth, "hints": hints}
+        self.weights = {"mse": mse, "ssim": ssim, "vgg": vgg, "photometric": photometric, "smooth": smooth, "hints": hints, "teacher": teacher}
         self.window = ssim_window
         self.perceptual = PerceptualLoss(vgg_weights, tuple(vgg_layers)) if vgg else None
 
-    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor, hints: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor, hints: dict[str, torch.Tensor] | None = None, teacher: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``out`` from a model, ``target``/``image`` ``(B, 3, H, W)`` -> ``(total, {term: value})``.
 
-        ``hints``: ``{"left": (B, 1, H, W), "right": ...}`` stereo-matched disparities (px, NaN = none)."""
+        ``hints``, ``teacher``: ``{"left": (B, 1, H, W), "right": ...}`` disparities of both views (px, NaN = none)."""
         terms: dict[str, torch.Tensor] = {}
         w = self.weights
         if w["mse"]:
@@ -109,6 +137,10 @@ class ViewLoss(nn.Module):
             terms["hints"] = hint_loss(out["disparity"], hints["right"], image, target, 1, self.window)
             if "disparity_source" in out:
                 terms["hints"] = terms["hints"] + hint_loss(out["disparity_source"], hints["left"], target, image, -1, self.window)
+        if w["teacher"] and teacher is not None and "disparity" in out:
+            terms["teacher"] = ssi_loss(out["disparity"], teacher["right"])
+            if "disparity_source" in out:
+                terms["teacher"] = terms["teacher"] + ssi_loss(out["disparity_source"], teacher["left"])
         if not terms:
             raise ValueError("every loss weight that applies to this model is zero")
         total = sum(w[k] * v for k, v in terms.items())

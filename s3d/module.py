@@ -25,8 +25,8 @@ class ViewSynthesisModule(pl.LightningModule):
         out = self.model(image, nearness)
         if nearness is not None:
             out["nearness"] = nearness
-        hints = {"left": batch["hint_left"], "right": batch["hint_right"]} if "hint_left" in batch else None
-        total, terms = self.loss(out, target, image, hints)
+        hints, teacher = ({"left": batch[f"{m}_left"], "right": batch[f"{m}_right"]} if f"{m}_left" in batch else None for m in ("hint", "teacher"))
+        total, terms = self.loss(out, target, image, hints, teacher)
         return out, total, terms
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

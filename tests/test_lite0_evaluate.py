@@ -17,11 +17,12 @@ from s3d.config import compose
 from s3d.data.pairs import find_pairs
 from s3d.depth import build_depth
 from s3d.errors import S3DError
-from s3d.evaluate import best_shift, disparity_metrics, evaluate, image_metrics, shift
+from s3d.evaluate import best_shift, disparity_metrics, evaluate, fit_knobs, fit_summary, fitted_view, image_metrics, shift, vertical_prior
 from s3d.export import export_model
 from s3d.models.convert_lite0 import convert as convert_lite0
 from s3d.models.lite0 import Lite0WarpNet
 from s3d.models.seed import SeedNet
+from s3d.stereo import synthesize_view
 
 
 def test_lite0_mapping_goes_by_order_and_checks_shapes(tmp_path: Path):
@@ -106,11 +107,35 @@ def test_evaluate_end_to_end(tmp_path: Path):
     torch.manual_seed(0)
     seed = export_model(SeedNet(width=8, depth=2, tail=1), {"_target_": "s3d.models.seed.SeedNet", "width": 8, "depth": 2, "tail": 1}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "seed.safetensors")
     lite = export_model(Lite0WarpNet(), {"_target_": "s3d.models.lite0.Lite0WarpNet"}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "lite.safetensors")
-    cfg = compose("evaluate", [f"pairs={tmp_path / 'pairs'}", f"models.s3d_lite0={lite}", f"models.seed={seed}", f"output={tmp_path / 'r.json'}", f"save_images={tmp_path / 'img'}", "work_width=64"])
+    cfg = compose("evaluate", [f"pairs={tmp_path / 'pairs'}", f"models.s3d_lite0={lite}", f"models.seed={seed}", f"output={tmp_path / 'r.json'}", f"save_images={tmp_path / 'img'}", "work_width=64", "teacher=null"])
     result = evaluate(cfg)
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert set(saved["mean"]) == {"identity", "shift", "s3d_lite0", "s3d_lite0_dibr", "seed"}
+    assert set(saved["mean"]) == {"identity", "shift", "s3d_lite0", "s3d_lite0_dibr", "s3d_lite0_fit", "seed", "yprior"}
+    assert set(saved["fit"]) == {"s3d_lite0_fit", "yprior"} and saved["fit"]["yprior"]["beats_yprior"] == 0.0
     assert saved["pairs"]["scene"]["shift"]["psnr"] > saved["pairs"]["scene"]["identity"]["psnr"]
     assert {"spearman", "absrel"} <= set(saved["mean"]["s3d_lite0"]) and "spearman" not in saved["mean"]["identity"]
     assert Image.open(tmp_path / "img" / "seed" / "scene.png").size == (80, 48)
     assert result["mean"] == saved["mean"]
+
+
+def test_fitted_knobs_recover_strength_and_screen_plane():
+    """A right eye made through the conversion path from a known nearness with a = 12 px, b = -3 px."""
+    left = torch.from_numpy(textured_frame(60, 160)).permute(2, 0, 1)[None].float() / 255
+    nearness = torch.zeros(1, 1, 60, 160)
+    nearness[..., 15:45, 50:110] = 1.0  # a near box on a far background
+    right = synthesize_view(left, 12 * nearness - 3, 1)
+    a, b = fit_knobs(left, right, nearness)
+    assert a == pytest.approx(12, abs=1.0) and b == pytest.approx(-3, abs=0.7)
+    pred, _ = fitted_view(left, right, nearness)
+    assert image_metrics(pred, right)["psnr"] > 30
+    # the vertical prior cannot explain a box: it fits worse than the true nearness, and no better than a shift does by much
+    prior, _ = fitted_view(left, right, vertical_prior(left))
+    assert image_metrics(prior, right)["psnr"] < image_metrics(pred, right)["psnr"] - 5
+
+
+def test_fit_summary_counts_gains_and_wins():
+    per_pair = {p: {"shift": {"psnr": 20.0}, "yprior": {"psnr": 20.5}, "m_fit": {"psnr": v}} for p, v in (("a", 21.0), ("b", 20.52), ("c", 19.0))}
+    f = fit_summary(per_pair)
+    assert f["m_fit"]["gain_over_shift_db"] == pytest.approx((1.0 + 0.52 - 1.0) / 3)
+    assert f["m_fit"]["beats_yprior"] == pytest.approx(2 / 3) and f["m_fit"]["beats_yprior_by_0.05db"] == pytest.approx(1 / 3)
+    assert f["yprior"]["gain_over_shift_db"] == pytest.approx(0.5) and f["m_fit"]["pairs"] == 3

@@ -57,7 +57,7 @@ def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
-def _load(path: Path, width: int | None = None) -> torch.Tensor:
+def load_image(path: Path, width: int | None = None) -> torch.Tensor:
     """``-> (3, H, W)`` in ``[0, 1]``; with ``width``, resized to it (aspect kept, Lanczos)."""
     img = Image.open(path).convert("RGB")
     if width and img.width != width:
@@ -66,18 +66,29 @@ def _load(path: Path, width: int | None = None) -> torch.Tensor:
 
 
 class StereoPairs(Dataset):
-    """Random crops of stereo pairs (``train=True``) or centre crops (``train=False``)."""
+    """Random crops of stereo pairs (``train=True``) or centre crops (``train=False``).
 
-    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1, resize_width: int | None = None, hints: tuple[int, int] | None = None):
+    ``hints`` and ``teacher`` add per-pixel disparity maps of both views (px at the loaded size, NaN =
+    unknown) that follow the crop and the flip: ``hint_left``/``hint_right`` (stereo matching,
+    :mod:`s3d.data.hints`) and ``teacher_left``/``teacher_right`` (:class:`s3d.data.teacher.TeacherLabels`).
+    """
+
+    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1, resize_width: int | None = None, hints: tuple[int, int] | None = None, teacher=None):
         # resize_width: every pair at one width, so disparities (px) keep one scale relative to the frame
-        self.images = [(name, _load(l, resize_width), _load(r, resize_width)) for name, l, r in pairs]
-        # hints: (min, max) disparity in px at the loaded size -> stereo-matched disparities of both views
-        self.hints = [stereo_hints(l, r, *hints) for _, l, r in self.images] if hints else None
+        self.images = [(name, load_image(l, resize_width), load_image(r, resize_width)) for name, l, r in pairs]
         for name, l, r in self.images:
             if l.shape != r.shape:
                 raise S3DError(name, f"eyes differ in size: {tuple(l.shape)} and {tuple(r.shape)}")
             if l.shape[1] < crop[0] or l.shape[2] < crop[1]:
                 raise S3DError(name, f"smaller than the crop {crop}: {tuple(l.shape[1:])}")
+        self.maps: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        if hints:  # (min, max) disparity in px at the loaded size -> stereo-matched disparities of both views
+            self.maps["hint"] = [stereo_hints(l, r, *hints) for _, l, r in self.images]
+        if teacher is not None:
+            from s3d.data.teacher import resize_labels
+
+            labels = [teacher.labels(lp, rp) for _, lp, rp in pairs]
+            self.maps["teacher"] = [tuple(resize_labels(m[None], l.shape[-2:])[0] for m in lr) for lr, (_, l, _) in zip(labels, self.images)]
         self.crop, self.train, self.jitter = tuple(crop), train, jitter
         self.samples_per_pair = samples_per_pair if train else 1
 
@@ -85,37 +96,37 @@ class StereoPairs(Dataset):
         return len(self.images) * self.samples_per_pair
 
     def __getitem__(self, i: int) -> dict:
-        name, left, right = self.images[i % len(self.images)]
+        k = i % len(self.images)
+        name, left, right = self.images[k]
         ch, cw = self.crop
         h, w = left.shape[1:]
         if self.train:
             y, x = random.randint(0, h - ch), random.randint(0, w - cw)
         else:
             y, x = (h - ch) // 2, (w - cw) // 2
-        views = [left, right]
-        if self.hints:
-            views += list(self.hints[i % len(self.images)])
-        views = [v[:, y : y + ch, x : x + cw] for v in views]
+        views = [(left, right)] + [self.maps[m][k] for m in self.maps]
+        views = [tuple(v[:, y : y + ch, x : x + cw] for v in lr) for lr in views]
         if self.train and random.random() < 0.5:
             # the mirror image of the right eye is the left eye of the mirrored scene; d keeps its sign
-            views = [v.flip(-1) for v in (views[1], views[0], *views[2:][::-1])]
-        left, right = views[:2]
+            views = [(r.flip(-1), l.flip(-1)) for l, r in views]
+        left, right = views[0]
         if self.train:
             gain = 1 + (torch.rand(3, 1, 1) * 2 - 1) * self.jitter
             left, right = (left * gain).clamp(0, 1), (right * gain).clamp(0, 1)
         item = {"left": left.contiguous(), "right": right.contiguous(), "name": name}
-        if self.hints:
-            item["hint_left"], item["hint_right"] = views[2].contiguous(), views[3].contiguous()
+        for m, (l, r) in zip(self.maps, views[1:]):
+            item[f"{m}_left"], item[f"{m}_right"] = l.contiguous(), r.contiguous()
         return item
 
 
 class StereoPairsDataModule(pl.LightningDataModule):
-    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = (), val_names: tuple[str, ...] = (), resize_width: int | None = None, hints: tuple[int, int] | None = None):
+    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = (), val_names: tuple[str, ...] = (), resize_width: int | None = None, hints: tuple[int, int] | None = None, teacher: dict | None = None):
         super().__init__()
         self.roots, self.crop, self.batch_size = list(roots), tuple(crop), batch_size
         self.val_pairs, self.samples_per_pair, self.num_workers, self.exclude = val_pairs, samples_per_pair, num_workers, set(exclude)
         self.val_names, self.resize_width = set(val_names), resize_width
         self.hints = tuple(hints) if hints else None
+        self.teacher = dict(teacher) if teacher else None  # TeacherLabels arguments: weights, cache_dir, max_width
 
     def split(self, pairs: list) -> tuple[list, list]:
         """``val_names`` validate if given, else the first ``val_pairs`` by name; never one scene on both sides."""
@@ -128,8 +139,16 @@ class StereoPairsDataModule(pl.LightningDataModule):
         val, train = self.split(pairs)
         if not val or not train:
             raise S3DError(", ".join(self.roots), f"found {len(pairs)} stereo pairs, need more than val_pairs={self.val_pairs}")
-        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width, hints=self.hints)
+        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width, hints=self.hints, teacher=self.teacher_labels())
         self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)
+
+    def teacher_labels(self):
+        if not self.teacher:
+            return None
+        from s3d.data.teacher import LabelSettings, TeacherLabels
+
+        settings = {k: v for k, v in self.teacher.items() if k in ("max_width", "min_size", "tolerance")}
+        return TeacherLabels(self.teacher["weights"], self.teacher["cache_dir"], LabelSettings(**settings))
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)

@@ -41,8 +41,9 @@ from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
 from s3d.layout import pack
-from s3d.pipeline import INTERPOLATIONS, StereoSettings, make_eyes, pad_even, to_tensor, to_uint8
+from s3d.pipeline import INTERPOLATIONS, StereoSettings, join_eyes, make_eyes, other_eye_uint8, pad_even, to_tensor, to_uint8, uint8_shortcut
 from s3d.stereo import nearness_to_disparity
+from s3d.stereo.kernel import warm_up
 
 STAGES = ("decode", "depth", "synth", "encode")
 
@@ -159,15 +160,22 @@ def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: st
     return _fps(frames, time.perf_counter() - start)
 
 
-def _synthesize(xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings) -> tuple[np.ndarray, float]:
-    """The synthesis stage (smoothing, warp, packing) on batches in memory: ``-> (packed frames, seconds)``."""
+def _synthesize(
+    batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings
+) -> tuple[np.ndarray, float]:
+    """The synthesis stage (smoothing, warp, packing) on batches in memory, on the path convert.py takes
+    (:meth:`s3d.pipeline.StereoPipeline.__call__`): ``-> (packed frames, seconds)``."""
     smoother = temporal_smoother(cfg)
     start = time.perf_counter()
     packed = []
-    for x, near in zip(xs, nears):
+    for frames, x, near in zip(batches, xs, nears):
         if smoother is not None:
             near = smoother(near, x)
-        packed.append(to_uint8(pad_even(pack(*make_eyes(x, near, settings), settings.layout))).numpy())
+        if uint8_shortcut(settings, *frames.shape[1:3], even=True):
+            out = join_eyes(frames, other_eye_uint8(frames, x, near, settings, torch.get_num_threads()), settings)
+        else:
+            out = to_uint8(pad_even(pack(*make_eyes(x, near, settings), settings.layout, anaglyph_method=settings.anaglyph_method)))
+        packed.append(out.numpy())
     return np.concatenate(packed), time.perf_counter() - start
 
 
@@ -181,18 +189,20 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     batch = int(cfg.batch_size)
     n = min(stage_frames, len(frames)) // batch * batch or len(frames)
     settings = stereo_settings(cfg)
-    xs = [to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu")) for i in range(0, n, batch)]
+    batches = [torch.from_numpy(frames[i : i + batch]) for i in range(0, n, batch)]
+    xs = [to_tensor(f, torch.device("cpu")) for f in batches]
     with torch.inference_mode():
         depth(xs[0])  # warm-up
         start = time.perf_counter()
         nears = [depth(x) for x in xs]
         fps["depth"] = _fps(n, time.perf_counter() - start)
-        packed, seconds = _synthesize(xs, nears, cfg, settings)
+        warm_up()  # the kernel's compile (or its load from the cache) is not synthesis time
+        packed, seconds = _synthesize(batches, xs, nears, cfg, settings)
         fps["synth"] = _fps(n, seconds)
         by_interpolation = {settings.interpolation: fps["synth"]}
         for other in INTERPOLATIONS:
             if other not in by_interpolation:
-                by_interpolation[other] = _fps(n, _synthesize(xs, nears, cfg, replace(settings, interpolation=other))[1])
+                by_interpolation[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, interpolation=other))[1])
     ph, pw = packed.shape[1:3]
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from s3d.depth import accelerate, build_depth
 from s3d.errors import S3DError, check_frame_size
+from s3d.stereo.kernel import warm_up
 from s3d.export import load_model
 from s3d.folder import convert_folder
 from s3d.io.atomic import atomic_output, check_output
@@ -93,6 +94,8 @@ def _pipeline(cfg: DictConfig, video: bool = False) -> StereoPipeline:
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
         return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal)
     depth = accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last)
+    if device.type == "cpu":
+        warm_up()  # the synthesis kernel's compile (or cache load) before the first frame, not inside it
     return StereoPipeline(depth, stereo_settings(cfg), device, temporal)
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from s3d.depth.base import DepthBackend
 from s3d.layout import pack
 from s3d.stereo import nearness_to_disparity, synthesize_view
+from s3d.stereo.kernel import synthesize_view_uint8
 from s3d.stereo.temporal import TemporalSmoother
 
 EYES = ("left", "right", "center")
@@ -70,6 +71,34 @@ def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) ->
     return synthesize_view(image, d / 2, direction=-1, mode=mode), synthesize_view(image, d / 2, direction=1, mode=mode)
 
 
+def uint8_shortcut(s: StereoSettings, h: int, w: int, even: bool) -> bool:
+    """Whether the packed frame is the input eye beside (or over) one rendered eye at full size, unpadded: then
+    the input eye is copied as it is and only the other eye is rendered, straight to uint8."""
+    return s.layout in ("full_sbs", "full_ou") and s.eye != "center" and not (even and (h % 2 or w % 2))
+
+
+def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, threads: int | None = None) -> torch.Tensor:
+    """The eye that is not the input (``s.eye`` left or right) ``-> (B, H, W, 3) uint8`` on the CPU.
+
+    ``frames (B, H, W, 3) uint8`` on the CPU, ``image`` the same as ``(B, 3, H, W)`` float on the pipeline's
+    device, ``nearness (B, 1, H, W)``. On the CPU the numba kernel renders it from the uint8 frames (the same
+    bytes as :func:`make_eyes` + :func:`to_uint8`, in a fraction of the time); on CUDA torch does, on the GPU.
+    """
+    if s.eye not in ("left", "right"):
+        raise ValueError(f"the other eye of eye={s.eye}: needs eye=left or eye=right")
+    if image.device.type == "cpu":
+        d = nearness_to_disparity(nearness, image.shape[-1], s.divergence, s.convergence)
+        return synthesize_view_uint8(frames, d, 1 if s.eye == "left" else -1, s.interpolation, threads)
+    left, right = make_eyes(image, nearness, s)
+    return to_uint8(right if s.eye == "left" else left)
+
+
+def join_eyes(frames: torch.Tensor, other: torch.Tensor, s: StereoSettings) -> torch.Tensor:
+    """The input eye and the rendered one, both ``(B, H, W, 3) uint8``, packed full SBS or full OU."""
+    left, right = (frames, other) if s.eye == "left" else (other, frames)
+    return torch.cat((left, right), dim=2 if s.layout == "full_sbs" else 1)
+
+
 class StereoPipeline:
     """Convert batches of mono frames to packed stereo frames."""
 
@@ -94,6 +123,13 @@ class StereoPipeline:
         return make_eyes(image, self.nearness(image), self.settings)
 
     @torch.inference_mode()
+    def other_eye(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, 3) uint8 ->`` the eye that is not the input, ``(B, H, W, 3) uint8`` on the CPU."""
+        image = to_tensor(frames, self.device)
+        # torch's thread count is the one convert's `threads` (and each worker's share) sets: the kernel follows it
+        return other_eye_uint8(frames, image, self.nearness(image), self.settings, torch.get_num_threads())
+
+    @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
         s = self.settings
         packed = pack(left, right, s.layout, anaglyph_method=s.anaglyph_method)
@@ -102,12 +138,9 @@ class StereoPipeline:
     def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
         """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout."""
         s = self.settings
-        h, w = frames.shape[1:3]
-        if s.layout in ("full_sbs", "full_ou") and s.eye != "center" and not (even and (h % 2 or w % 2)):
-            # The input eye is already uint8 on the CPU: only the generated eye is converted back.
-            left, right = self.eyes(frames)
-            left, right = (frames, to_uint8(right)) if s.eye == "left" else (to_uint8(left), frames)
-            return torch.cat((left, right), dim=2 if s.layout == "full_sbs" else 1)
+        if uint8_shortcut(s, *frames.shape[1:3], even):
+            # The input eye is already uint8 on the CPU: only the other eye is rendered, straight to uint8.
+            return join_eyes(frames, self.other_eye(frames), s)
         return self.pack(*self.eyes(frames), even=even)
 
 
@@ -131,3 +164,8 @@ class ModelPipeline(StereoPipeline):
             mirrored = image.flip(-1)
             return self.model(mirrored, self.nearness(mirrored))["pred"].flip(-1), image
         return image, self.model(image, self.nearness(image))["pred"]
+
+    @torch.inference_mode()
+    def other_eye(self, frames: torch.Tensor) -> torch.Tensor:
+        left, right = self.eyes(frames)  # the model renders it, in float on the device
+        return to_uint8(right if self.settings.eye == "left" else left)

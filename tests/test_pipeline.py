@@ -12,6 +12,7 @@ from s3d.convert import convert
 from s3d.depth import accelerate, build_depth
 from s3d.errors import S3DError
 from s3d.pipeline import StereoPipeline, StereoSettings
+from s3d.stereo.kernel import HAVE_NUMBA
 from s3d.stereo.temporal import TemporalSmoother
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -29,7 +30,8 @@ def test_uint8_fast_path_matches_float_packing(layout: str, eye: str):
     fast = p(frames)
     plain = p.pack(*p.eyes(frames), even=True)
     assert fast.shape == plain.shape and fast.dtype == torch.uint8
-    assert (fast.int() - plain.int()).abs().max() <= 1
+    # on the CPU the numba kernel renders the other eye: the same bytes as the float path (tests/test_kernel.py)
+    assert (fast.int() - plain.int()).abs().max() <= (0 if HAVE_NUMBA else 1)
     # the input eye is passed through bit for bit
     half = fast[:, :, :48] if layout == "full_sbs" else fast[:, :32]
     other = fast[:, :, 48:] if layout == "full_sbs" else fast[:, 32:]

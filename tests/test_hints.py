@@ -78,7 +78,7 @@ def test_view_loss_adds_hints_term_for_warp_outputs():
 def test_dataset_crops_and_flips_hints_with_the_eyes(monkeypatch):
     pairs = find_pairs(PROJECT_ROOT / "data" / "pairs")[:1]
     ds = StereoPairs(pairs, (64, 96), train=True, resize_width=160, hints=(-8, 32))
-    hl, hr = ds.hints[0]
+    hl, hr = ds.maps["hint"][0]
     import s3d.data.pairs as mod
 
     monkeypatch.setattr(mod.random, "randint", lambda a, b: 0)

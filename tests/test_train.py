@@ -124,7 +124,7 @@ def test_split_by_scene_and_crops():
 def test_flip_swaps_the_eyes(monkeypatch):
     left, right = torch.rand(3, 8, 8), torch.rand(3, 8, 8)
     ds = StereoPairs.__new__(StereoPairs)
-    ds.images, ds.crop, ds.train, ds.jitter, ds.samples_per_pair, ds.hints = [("x", left, right)], (8, 8), True, 0.0, 1, None
+    ds.images, ds.crop, ds.train, ds.jitter, ds.samples_per_pair, ds.maps = [("x", left, right)], (8, 8), True, 0.0, 1, {}
     monkeypatch.setattr("random.random", lambda: 0.0)  # always flip
     item = ds[0]
     assert torch.equal(item["left"], right.flip(-1)) and torch.equal(item["right"], left.flip(-1))

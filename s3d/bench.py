@@ -274,6 +274,8 @@ def run(cfg: DictConfig) -> dict:
                 "ffmpeg_fps": ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
                 "flicker": {**flicker(still, depth, conv, int(conv.batch_size)), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
             }
+            r["e2e_vs_ffmpeg"] = r["e2e_fps"] / r["ffmpeg_fps"] if r["ffmpeg_fps"] else None  # issue 17's goal: at least 0.5
+            r["synth_vs_e2e"] = stage_fps["synth"] / r["e2e_fps"]  # the synthesis stage's headroom over the whole
             results["clips"][clip.name] = r
             del frames, still
         results["depth_seconds_per_frame"] = network_seconds(conv, [list(s) for s in cfg.network_sizes])

@@ -32,6 +32,8 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert r["slowest_stage"] in r["stage_fps"] and r["e2e_vs_slowest_stage"] > 0
     assert r["synth_fps_by_interpolation"]["bicubic"] == r["stage_fps"]["synth"] and r["synth_fps_by_interpolation"]["bilinear"] > 0
     assert (r["ffmpeg_fps"] is None) == (shutil.which("ffmpeg") is None)
+    assert r["e2e_vs_ffmpeg"] is None if r["ffmpeg_fps"] is None else r["e2e_vs_ffmpeg"] == pytest.approx(r["e2e_fps"] / r["ffmpeg_fps"])
+    assert r["synth_vs_e2e"] == pytest.approx(r["stage_fps"]["synth"] / r["e2e_fps"])
     assert r["flicker"]["off"] >= 0 and r["flicker"]["on"] >= 0
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
     assert {k.split()[0] for k in saved["depth_seconds_per_frame"]} == {"s3d_lite0", "densedepth", "depth_anything_v2_small"}

@@ -49,6 +49,7 @@ from PIL import Image
 
 from s3d.data.films import film_layout, sample_frame_indices
 from s3d.data.views import equirect_to_view, lonlat_inside, mesh_to_view, view_lonlat
+from s3d.depth.base import file_sha256
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.image import read_photo, read_stereo_photo, write_photo
@@ -170,17 +171,9 @@ def _check_pairs(name: str, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) 
 # Cache and output
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _key(sources: Sequence[Path], settings: dict) -> dict:
     """What the ``done`` marker must hold for the cache to count (as JSON gives it back)."""
-    return json.loads(json.dumps({"sha256": [sha256_file(p) for p in sources], "settings": {**settings, "version": VERSION}}))
+    return json.loads(json.dumps({"sha256": [file_sha256(p) for p in sources], "settings": {**settings, "version": VERSION}}))
 
 
 def _cached(folder: Path, key: dict) -> bool:

@@ -204,7 +204,7 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
             if other not in by_interpolation:
                 by_interpolation[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, interpolation=other))[1])
     ph, pw = packed.shape[1:3]
-    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
+    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
     with tempfile.TemporaryDirectory() as tmp:
         with VideoWriter(Path(tmp) / "o.mkv", "matroska", info, pw, ph, enc, "left_right") as w:
             start = time.perf_counter()

@@ -194,7 +194,7 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
     check_output(out, cfg.overwrite)  # refuse now, not after hours of work
     ph, pw = packed_size(cfg.layout, info.height, info.width)
     size = (ph + ph % 2, pw + pw % 2)
-    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt)
+    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
     segments = plan_segments(frame_pts(src) if cfg.segment_frames else None, cfg.segment_frames, cfg.temporal.warmup)
     work = WorkFolder(out, fingerprint(src, picture_settings(cfg)), segments, cfg.resume)
     rank, world = worker_rank()

@@ -236,3 +236,12 @@ def test_cli_missing_weights_line(sample: Path, tmp_path: Path):
     assert r.returncode == 1
     assert "missing weights for depth backend 'densedepth'" in r.stderr and "make weights" in r.stderr
     assert not (tmp_path / "o.mkv").exists()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_encoder_threads_reach_x264(tmp_path: Path, threads: int):
+    """x264 writes its settings into the stream (an SEI): the thread count asked for is the one it used
+    (tall enough a frame that x264 does not cap the threads by its rows of macroblocks)."""
+    clip = make_video(tmp_path / "t.mp4", width=64, height=256, frames=4)
+    out = run_convert(f"input={clip}", f"output={tmp_path / 'o.mkv'}", f"video.threads={threads}")[0]
+    assert f" threads={threads} ".encode() in out.read_bytes()

@@ -243,6 +243,7 @@ class EncoderSettings:
     crf: int = 20
     preset: str = "fast"
     pix_fmt: str = "yuv420p"
+    threads: int = 0  # encoder threads; 0 = the codec's own choice (x264: 1.5 per core)
 
 
 class VideoWriter:
@@ -302,6 +303,8 @@ class VideoWriter:
             opts = {"crf": str(settings.crf), "preset": settings.preset}
         elif settings.codec.endswith("_nvenc"):  # NVIDIA's encoder: constant quality instead of crf
             opts = {"rc": "vbr", "cq": str(settings.crf)}
+        if settings.threads:
+            self.video.codec_context.thread_count = settings.threads
         self.video.options = opts
 
     def _mux_side_until(self, t: float | None) -> None:

@@ -224,8 +224,13 @@ class App:
             finally:
                 job.touched = time.time()
 
-        self.work.submit(work)
-        job.state, job.done, job.error = "queued", 0, ""
+        previous = job.state, job.done, job.error
+        job.state, job.done, job.error = "queued", 0, ""  # before the worker can take it, which sets "converting"
+        try:
+            self.work.submit(work)
+        except Refused:
+            job.state, job.done, job.error = previous
+            raise
 
     def status(self, job: Job) -> dict:
         outputs = [n for n in job.files if not n.startswith("preview_")]

@@ -66,10 +66,18 @@ def teacher_disparity(net: torch.nn.Module, left: torch.Tensor, right: torch.Ten
     from s3d.models.psmnet import psmnet_disparity
 
     h, w = left.shape[-2:]
-    th, tw = teacher_size(h, w, settings)
-    small = [F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True) if (th, tw) != (h, w) else x for x in (left, right)]
-    d = psmnet_disparity(net, small[0], small[1]).float().cpu()
-    return F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False) * (w / tw)
+    small_left, small_right = at_teacher_size(left, right, settings)
+    d = psmnet_disparity(net, small_left, small_right).float().cpu()
+    return F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False) * (w / small_left.shape[-1])
+
+
+def at_teacher_size(left: torch.Tensor, right: torch.Tensor, settings: LabelSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both eyes resized to :func:`teacher_size` (unchanged when already there). ``(B, 3, H, W)`` x 2."""
+    h, w = left.shape[-2:]
+    size = teacher_size(h, w, settings)
+    if size == (h, w):
+        return left, right
+    return tuple(F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True) for x in (left, right))
 
 
 def teacher_labels(net: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, settings: LabelSettings = LabelSettings()) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,10 +86,9 @@ def teacher_labels(net: torch.nn.Module, left: torch.Tensor, right: torch.Tensor
     from s3d.models.psmnet import psmnet_disparity
 
     h, w = left.shape[-2:]
-    th, tw = teacher_size(h, w, settings)
-    small = [F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True) if (th, tw) != (h, w) else x for x in (left, right)]
-    d_left = psmnet_disparity(net, small[0], small[1]).float().cpu()
-    d_right = psmnet_disparity(net, small[1].flip(-1), small[0].flip(-1)).float().cpu().flip(-1)
+    small_left, small_right = at_teacher_size(left, right, settings)
+    d_left = psmnet_disparity(net, small_left, small_right).float().cpu()
+    d_right = psmnet_disparity(net, small_right.flip(-1), small_left.flip(-1)).float().cpu().flip(-1)
     ok_left = lr_consistent(d_left, d_right, 1, settings.tolerance)
     ok_right = lr_consistent(d_right, d_left, -1, settings.tolerance)
     out = []

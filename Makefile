@@ -1,11 +1,11 @@
-# make demo | make test | make test-all | make install
+# make demo | make test | make test-all | make lint | make install
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SAMPLE := samples/big_buck_bunny_432_433s_720p.webm
 
-.PHONY: install demo test test-all weights vgg-weights bench app clean
+.PHONY: install demo test test-all lint format weights vgg-weights bench app clean
 
 install: $(STAMP)
 
@@ -26,6 +26,15 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q
+
+# ruff (settings in pyproject.toml): lint and formatting checked by CI; `make format` applies both
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -27,11 +27,12 @@ import json
 import logging
 import os
 import re
-import select
 import secrets
+import select
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -39,7 +40,6 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from queue import Full, Queue
-from typing import Callable
 from urllib.parse import parse_qs, quote, urlparse
 
 from omegaconf import DictConfig, OmegaConf

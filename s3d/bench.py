@@ -33,23 +33,34 @@ import torch
 from omegaconf import DictConfig
 
 from s3d.config import PROJECT_ROOT, compose
-from s3d.convert import stereo_settings, temporal_smoother
+from s3d.convert import depth_backend, depth_reuse, stereo_settings, temporal_smoother
 from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.densedepth import DenseDepth
 from s3d.depth.depth_anything import DepthAnythingV2Small
+from s3d.depth.onnx import OnnxRuntimePredict
 from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
-from s3d.layout import pack
-from s3d.pipeline import INTERPOLATIONS, StereoSettings, join_eyes, make_eyes, other_eye_uint8, pad_even, to_tensor, to_uint8, uint8_shortcut
+from s3d.pipeline import INTERPOLATIONS, StereoPipeline, StereoSettings, to_tensor
 from s3d.stereo import nearness_to_disparity
 from s3d.stereo.kernel import warm_up
+from s3d.stereo.temporal import DepthReuse
 
 STAGES = ("decode", "depth", "synth", "encode")
 
 
 def _fps(frames: int, seconds: float) -> float:
     return frames / max(seconds, 1e-9)
+
+
+class Clock:
+    """Wall and CPU time (this process, all its threads) since it was made: ``read() -> (wall s, CPU s)``."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def machine() -> str:
@@ -92,22 +103,25 @@ def stillest(frames: np.ndarray, length: int) -> tuple[int, float]:
 
 
 def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int) -> dict[str, float]:
-    """Mean |disparity change| (px) between consecutive frames, without and with temporal smoothing."""
+    """Mean |disparity change| (px) between consecutive frames: without temporal smoothing (``off``), with
+    it (``on``), and with it and the depth network skipped on still frames (``reuse``)."""
     settings = stereo_settings(cfg)
     smoothing = cfg.temporal.smoothing or 0.5
+    reuse = cfg.temporal.reuse or 0.005
     result = {}
-    for name, smoother in (("off", None), ("on", temporal_smoother(cfg, smoothing))):
+    runs = (("off", None, None), ("on", temporal_smoother(cfg, smoothing), None), ("reuse", temporal_smoother(cfg, smoothing), DepthReuse(reuse, cfg.temporal.reuse_max)))
+    for name, smoother, reuser in runs:
         disparities = []
         with torch.inference_mode():
             for i in range(0, len(frames), batch):
                 x = to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu"))
-                near = depth(x)
+                near = depth(x) if reuser is None else reuser(depth, x)
                 if smoother is not None:
                     near = smoother(near, x)
                 disparities.append(nearness_to_disparity(near, x.shape[-1], settings.divergence, settings.convergence))
         d = torch.cat(disparities)
         result[name] = float((d[1:] - d[:-1]).abs().mean())
-    result["smoothing"] = smoothing
+    result["smoothing"], result["reuse_threshold"] = smoothing, reuse
     return result
 
 
@@ -116,12 +130,12 @@ def e2e_worker(clip: str, out: str, overrides: list[str]) -> None:
     from s3d.convert import convert
 
     cfg = compose("convert", [f"input={clip}", f"output={out}", "overwrite=true", "quiet=true", *overrides])
-    start = time.perf_counter()
+    clock = Clock()
     convert(cfg)
-    seconds = time.perf_counter() - start
+    seconds, cpu = clock.read()
     with av.open(out) as c:
         frames = sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
-    print(json.dumps({"seconds": seconds, "frames": frames, "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "frames": frames, "cpu_ms_per_frame": 1000 * cpu / max(frames, 1), "peak_rss_mb": peak_rss_mb()}))
 
 
 def peak_rss_mb() -> float:
@@ -147,45 +161,51 @@ def end_to_end(clip: Path, overrides: list[str], tmp: Path) -> dict[str, float]:
     return {"fps": _fps(r["frames"], r["seconds"]), **r}
 
 
-def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: str) -> float | None:
-    """ffmpeg decoding the clip, stacking each frame twice side by side and encoding it as we do."""
+def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: str) -> dict[str, float | None]:
+    """ffmpeg decoding the clip, stacking each frame twice side by side and encoding it as we do:
+    ``{"ffmpeg_fps", "ffmpeg_cpu_ms_per_frame"}`` (None without ffmpeg)."""
     exe = shutil.which(ffmpeg)
     if exe is None:
-        return None
+        return {"ffmpeg_fps": None, "ffmpeg_cpu_ms_per_frame": None}
     out = tmp / f"{clip.stem}_ffmpeg.mkv"
     cmd = [exe, "-v", "error", "-y", "-i", str(clip), "-filter_complex", "[0:v]split[a][b];[a][b]hstack[v]", "-map", "[v]", "-map", "0:a?",
            "-c:v", cfg.video.codec, "-crf", str(cfg.video.crf), "-preset", cfg.video.preset, "-pix_fmt", cfg.video.pix_fmt, "-c:a", "copy", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
-    return _fps(frames, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"ffmpeg_fps": _fps(frames, seconds), "ffmpeg_cpu_ms_per_frame": 1000 * cpu / max(frames, 1)}
 
 
-def _synthesize(
-    batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings
-) -> tuple[np.ndarray, float]:
-    """The synthesis stage (smoothing, warp, packing) on batches in memory, on the path convert.py takes
-    (:meth:`s3d.pipeline.StereoPipeline.__call__`): ``-> (packed frames, seconds)``."""
+def _synthesize(batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings) -> tuple[np.ndarray, float, float]:
+    """The synthesis stage (smoothing, warp, packing) on batches in memory, through the path convert.py
+    takes (:meth:`s3d.pipeline.StereoPipeline.render`): ``-> (packed frames, seconds, CPU seconds)``."""
     smoother = temporal_smoother(cfg)
-    start = time.perf_counter()
+    pipeline = StereoPipeline(None, settings, torch.device("cpu"))  # depth is timed on its own
+    clock = Clock()
     packed = []
     for frames, x, near in zip(batches, xs, nears):
         if smoother is not None:
             near = smoother(near, x)
-        if uint8_shortcut(settings, *frames.shape[1:3], even=True):
-            out = join_eyes(frames, other_eye_uint8(frames, x, near, settings, torch.get_num_threads()), settings)
-        else:
-            out = to_uint8(pad_even(pack(*make_eyes(x, near, settings), settings.layout, anaglyph_method=settings.anaglyph_method)))
-        packed.append(out.numpy())
-    return np.concatenate(packed), time.perf_counter() - start
+        packed.append(pipeline.render(frames, x, near).numpy())
+    return np.concatenate(packed), *clock.read()
 
 
-def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
-    """Each stage alone, on frames in memory. Returns the fps per stage, the synthesis fps with each
-    ``interpolation``, and the decoded frames."""
+def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) -> tuple[dict[str, float], dict[str, float], dict[str, float], np.ndarray]:
+    """Each stage alone, on frames in memory. Returns the fps per stage, the CPU milliseconds per frame
+    per stage (all threads), the synthesis fps with each ``interpolation``, and the decoded frames."""
     info = probe_video(clip)
-    start = time.perf_counter()
+    fps, cpu_ms = {}, {}
+
+    def record(stage: str, frames: int, clock: Clock) -> None:
+        wall, cpu = clock.read()
+        fps[stage], cpu_ms[stage] = _fps(frames, wall), 1000 * cpu / max(frames, 1)
+
+    clock = Clock()
     frames = np.stack([f.rgb for f in decode_frames(info)])
-    fps = {"decode": _fps(len(frames), time.perf_counter() - start)}
+    record("decode", len(frames), clock)
     batch = int(cfg.batch_size)
     n = min(stage_frames, len(frames)) // batch * batch or len(frames)
     settings = stereo_settings(cfg)
@@ -193,12 +213,13 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     xs = [to_tensor(f, torch.device("cpu")) for f in batches]
     with torch.inference_mode():
         depth(xs[0])  # warm-up
-        start = time.perf_counter()
-        nears = [depth(x) for x in xs]
-        fps["depth"] = _fps(n, time.perf_counter() - start)
+        reuse = depth_reuse(cfg)
+        clock = Clock()
+        nears = [depth(x) if reuse is None else reuse(depth, x) for x in xs]
+        record("depth", n, clock)  # with temporal.reuse on, the frames whose depth was reused count too
         warm_up()  # the kernel's compile (or its load from the cache) is not synthesis time
-        packed, seconds = _synthesize(batches, xs, nears, cfg, settings)
-        fps["synth"] = _fps(n, seconds)
+        packed, wall, cpu = _synthesize(batches, xs, nears, cfg, settings)
+        fps["synth"], cpu_ms["synth"] = _fps(n, wall), 1000 * cpu / n
         by_interpolation = {settings.interpolation: fps["synth"]}
         for other in INTERPOLATIONS:
             if other not in by_interpolation:
@@ -207,11 +228,39 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
     with tempfile.TemporaryDirectory() as tmp:
         with VideoWriter(Path(tmp) / "o.mkv", "matroska", info, pw, ph, enc, "left_right") as w:
-            start = time.perf_counter()
+            clock = Clock()
             for i, f in enumerate(packed):
                 w.write(f, i)
-        fps["encode"] = _fps(len(packed), time.perf_counter() - start)
-    return fps, by_interpolation, frames
+        record("encode", len(packed), clock)  # the encoder's flush at close included
+    return fps, cpu_ms, by_interpolation, frames
+
+
+def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str, float]:
+    """The converted eye of one evaluation pair with ground truth, through the conversion path: its
+    sharpness and PSNR against the real eye at the configured divergence/convergence, and the depth's
+    worth: PSNR gain over the best single shift with 3D strength and screen plane fitted (``evaluate.py``'s
+    ``_fit`` rows), the vertical prior's gain fitted the same way, and the nearness's Spearman with the truth."""
+    from s3d.data.pairs import pair_in_folder
+    from s3d.evaluate import best_shift, disparity_metrics, fitted_view, image_metrics, load_gt_disparity, load_rgb, vertical_prior
+
+    found = pair_in_folder(folder) if folder.is_dir() else None
+    if found is None:
+        raise S3DError(folder, "no stereo pair for the view-quality figures")
+    left, right = (load_rgb(p) for p in found)
+    frames = (left[0].permute(1, 2, 0) * 255).round().byte()[None]
+    settings = replace(stereo_settings(cfg), layout="full_sbs", eye="left")
+    with torch.inference_mode():
+        nearness = depth(left)
+        packed = StereoPipeline(None, settings, torch.device("cpu")).render(frames, left, nearness, even=False)
+    converted = packed[:, :, left.shape[-1] :].permute(0, 3, 1, 2).float() / 255
+    shift_psnr = image_metrics(best_shift(left, right)[0], right)["psnr"]
+    out = {"pair": folder.name, **{f"converted_{k}": v for k, v in image_metrics(converted, right).items() if k in ("psnr", "sharpness")}}
+    out["fitted_gain_db"] = image_metrics(fitted_view(left, right, nearness)[0], right)["psnr"] - shift_psnr
+    out["yprior_fitted_gain_db"] = image_metrics(fitted_view(left, right, vertical_prior(left))[0], right)["psnr"] - shift_psnr
+    gt = load_gt_disparity(folder, found[0])
+    if gt is not None:
+        out["spearman"] = disparity_metrics(nearness[0, 0].numpy(), gt)["spearman"]
+    return out
 
 
 def random_backend(name: str) -> DepthBackend:
@@ -222,7 +271,7 @@ def random_backend(name: str) -> DepthBackend:
 
 def network_seconds(cfg: DictConfig, sizes: list[list[int]]) -> dict[str, float]:
     """Seconds per frame of each depth network alone at the given ``(h, w)`` (no resizing inside)."""
-    backends: dict[str, DepthBackend] = {}
+    backends: dict[str, DepthBackend] = {"s3d_lite0 (onnxruntime)": accelerate(build_depth(compose("convert", ["depth=s3d_lite0"]).depth), torch.device("cpu"), engine="onnxruntime")}
     for name in ("s3d_lite0", "densedepth", "depth_anything_v2_small"):
         try:
             backends[name] = build_depth(compose("convert", [f"depth={name}"]).depth)
@@ -247,9 +296,10 @@ def run(cfg: DictConfig) -> dict:
     conv = compose("convert", list(cfg.convert))
     if conv.threads:
         torch.set_num_threads(conv.threads)
-    depth = accelerate(build_depth(conv.depth), torch.device("cpu"), conv.precision, conv.compile, conv.channels_last)
+    depth = depth_backend(conv, torch.device("cpu"))
     results: dict = {"machine": machine(), "command": "python -m s3d.bench " + " ".join(sys.argv[1:]), "convert_overrides": list(cfg.convert),
-                     "depth": conv.depth._target_, "depth_resolution": conv.depth.get("resolution"), "layout": conv.layout, "clips": {}}
+                     "depth": conv.depth._target_, "depth_resolution": conv.depth.get("resolution"), "layout": conv.layout,
+                     "engine": "onnxruntime" if isinstance(depth.predict, OnnxRuntimePredict) else "torch", "clips": {}}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         clips = [Path(c) for c in cfg.clips if Path(c).exists()]
@@ -261,23 +311,26 @@ def run(cfg: DictConfig) -> dict:
         for clip in clips:
             info = probe_video(clip)
             print(f"{clip.name}: {info.width}x{info.height}, {info.frames} frames ...", file=sys.stderr, flush=True)
-            stage_fps, synth_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
+            stage_fps, stage_cpu_ms, synth_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
             start, change = stillest(frames, cfg.still_frames)
             still = frames[start : start + cfg.still_frames]
             e2e = end_to_end(clip, list(cfg.convert), tmp)
             r = {
                 "size": f"{info.width}x{info.height}", "frames": len(frames),
-                "e2e_fps": e2e["fps"], "stage_fps": stage_fps, "synth_fps_by_interpolation": synth_fps,
+                "e2e_fps": e2e["fps"], "stage_fps": stage_fps, "stage_cpu_ms_per_frame": stage_cpu_ms, "synth_fps_by_interpolation": synth_fps,
+                "e2e_cpu_ms_per_frame": e2e["cpu_ms_per_frame"],
                 "slowest_stage": min(stage_fps, key=stage_fps.get),
                 "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
                 "peak_rss_mb": e2e["peak_rss_mb"],
-                "ffmpeg_fps": ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
+                **ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
                 "flicker": {**flicker(still, depth, conv, int(conv.batch_size)), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
             }
             r["e2e_vs_ffmpeg"] = r["e2e_fps"] / r["ffmpeg_fps"] if r["ffmpeg_fps"] else None  # issue 17's goal: at least 0.5
             r["synth_vs_e2e"] = stage_fps["synth"] / r["e2e_fps"]  # the synthesis stage's headroom over the whole
             results["clips"][clip.name] = r
             del frames, still
+        if cfg.quality_pair and Path(cfg.quality_pair).is_dir():
+            results["view_quality"] = view_quality(Path(cfg.quality_pair), depth, conv)
         results["depth_seconds_per_frame"] = network_seconds(conv, [list(s) for s in cfg.network_sizes])
     if cfg.output:
         out = Path(cfg.output)
@@ -288,15 +341,25 @@ def run(cfg: DictConfig) -> dict:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"machine: {results['machine']}", f"depth: {results['depth']} at {results['depth_resolution']} px short side, layout {results['layout']}", "",
-             "| clip | size | frames | e2e fps | decode | depth | synth | encode | e2e / slowest | peak RSS MB | ffmpeg fps | flicker off -> on (px) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"machine: {results['machine']}", f"depth: {results['depth']} at {results['depth_resolution']} px short side ({results.get('engine', 'torch')}), layout {results['layout']}", "",
+             "| clip | size | frames | e2e fps | ffmpeg fps | e2e / ffmpeg | decode | depth | synth | encode | CPU ms/frame e2e (ffmpeg) | peak RSS MB | flicker off -> on (reuse) px |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["clips"].items():
         s = r["stage_fps"]
         ff = f"{r['ffmpeg_fps']:.1f}" if r["ffmpeg_fps"] else "n/a"
-        lines.append(f"| {name} | {r['size']} | {r['frames']} | {r['e2e_fps']:.2f} | {s['decode']:.1f} | {s['depth']:.1f} | {s['synth']:.1f} | {s['encode']:.1f} "
-                     f"| {r['e2e_vs_slowest_stage']:.0%} | {r['peak_rss_mb']:.0f} | {ff} | {r['flicker']['off']:.3f} -> {r['flicker']['on']:.3f} |")
+        ratio = f"{r['e2e_vs_ffmpeg']:.2f}" if r.get("e2e_vs_ffmpeg") else "n/a"
+        ffcpu = f" ({r['ffmpeg_cpu_ms_per_frame']:.0f})" if r.get("ffmpeg_cpu_ms_per_frame") else ""
+        lines.append(f"| {name} | {r['size']} | {r['frames']} | {r['e2e_fps']:.2f} | {ff} | {ratio} | {s['decode']:.1f} | {s['depth']:.1f} | {s['synth']:.1f} | {s['encode']:.1f} "
+                     f"| {r.get('e2e_cpu_ms_per_frame', float('nan')):.0f}{ffcpu} | {r['peak_rss_mb']:.0f} | {r['flicker']['off']:.3f} -> {r['flicker']['on']:.3f} ({r['flicker'].get('reuse', float('nan')):.3f}) |")
     lines.append("")
+    for name, r in results["clips"].items():
+        if "stage_cpu_ms_per_frame" in r:
+            lines.append(f"{name}: CPU ms/frame by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_cpu_ms_per_frame"].items()))
+    if "view_quality" in results:
+        q = results["view_quality"]
+        lines.append(f"view quality on {q['pair']}: converted eye sharpness {q['converted_sharpness']:.3f}, PSNR {q['converted_psnr']:.2f} dB; "
+                     f"fitted gain over the best shift {q['fitted_gain_db']:+.2f} dB (vertical prior {q['yprior_fitted_gain_db']:+.2f} dB)"
+                     + (f", Spearman {q['spearman']:.3f}" if "spearman" in q else ""))
     for name, r in results["clips"].items():
         lines.append(f"{name}: synth fps by interpolation: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
     lines += [f"{k}: {v:.3f} s/frame" for k, v in results["depth_seconds_per_frame"].items()]

@@ -14,9 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from s3d.depth import accelerate, build_depth
+from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.errors import S3DError, check_frame_size
-from s3d.stereo.kernel import warm_up
 from s3d.export import load_model
 from s3d.folder import convert_folder
 from s3d.io.atomic import atomic_output, check_output
@@ -50,7 +49,8 @@ from s3d.pipeline import (
     to_tensor,
     to_uint8,
 )
-from s3d.stereo.temporal import TemporalSmoother
+from s3d.stereo.kernel import warm_up
+from s3d.stereo.temporal import DepthReuse, TemporalSmoother
 from s3d.workers import run_on_workers, wait_for_workers, worker_rank
 
 log = logging.getLogger(__name__)
@@ -85,18 +85,29 @@ def temporal_smoother(cfg: DictConfig, smoothing: float | None = None) -> Tempor
     return TemporalSmoother(weight, t.scene_cut, t.motion) if weight else None
 
 
+def depth_reuse(cfg: DictConfig) -> DepthReuse | None:
+    """The configured skipping of the depth network on frames that barely changed; ``None`` when off."""
+    t = cfg.temporal
+    return DepthReuse(t.reuse, t.reuse_max) if t.reuse else None
+
+
+def depth_backend(cfg: DictConfig, device: torch.device) -> DepthBackend:
+    """The configured depth network with its inference engine and speed options, as conversion runs it."""
+    return accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last, cfg.engine)
+
+
 def _pipeline(cfg: DictConfig, video: bool = False) -> StereoPipeline:
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    temporal = temporal_smoother(cfg) if video else None
+    temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg)) if video else (None, None)
     if cfg.checkpoint:
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
-        return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal)
-    depth = accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last)
+        return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal, reuse)
+    depth = depth_backend(cfg, device)
     if device.type == "cpu":
         warm_up()  # the synthesis kernel's compile (or cache load) before the first frame, not inside it
-    return StereoPipeline(depth, stereo_settings(cfg), device, temporal)
+    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse)
 
 
 def _batches(frames, size: int):
@@ -134,8 +145,7 @@ def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:
 
 def convert_segment(pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: _Reporting) -> None:
     """Convert one segment into its own video-only file (complete or absent)."""
-    if pipeline.temporal is not None:
-        pipeline.temporal.reset()
+    pipeline.reset()
     ph, pw = size
     with atomic_output(path, overwrite=True) as tmp, VideoWriter(tmp, "matroska", info, pw, ph, enc, None, side_streams=False) as writer:
 

@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from s3d.data.pairs import find_pairs
+from s3d.depth import accelerate
 from s3d.errors import S3DError
 from s3d.export import load_model
 from s3d.io.atomic import atomic_output
@@ -197,7 +198,7 @@ def evaluate(cfg: DictConfig) -> dict:
             if hasattr(models[name][0], "render"):
                 from s3d.depth.s3d_lite0 import S3DLite0Depth
 
-                nearness_of[name] = S3DLite0Depth(str(path), resolution=cfg.depth_resolution).eval()
+                nearness_of[name] = accelerate(S3DLite0Depth(str(path), resolution=cfg.depth_resolution).eval(), device, engine=cfg.engine)
     teacher = None
     if cfg.teacher and not Path(cfg.teacher).is_file():
         log.warning("%s: no PSMNet weights (make weights teacher=psmnet): the teacher row is left out", cfg.teacher)

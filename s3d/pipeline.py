@@ -11,7 +11,7 @@ from s3d.depth.base import DepthBackend
 from s3d.layout import pack
 from s3d.stereo import nearness_to_disparity, synthesize_view
 from s3d.stereo.kernel import synthesize_view_uint8
-from s3d.stereo.temporal import TemporalSmoother
+from s3d.stereo.temporal import DepthReuse, TemporalSmoother
 
 EYES = ("left", "right", "center")
 INTERPOLATIONS = ("bicubic", "bilinear")
@@ -102,13 +102,20 @@ def join_eyes(frames: torch.Tensor, other: torch.Tensor, s: StereoSettings) -> t
 class StereoPipeline:
     """Convert batches of mono frames to packed stereo frames."""
 
-    def __init__(self, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None):
-        self.depth, self.settings, self.device, self.temporal = depth, settings, device, temporal
+    def __init__(self, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None, reuse: DepthReuse | None = None):
+        self.depth, self.settings, self.device, self.temporal, self.reuse = depth, settings, device, temporal, reuse
 
     def nearness(self, image: torch.Tensor) -> torch.Tensor:
-        """Depth of consecutive frames ``(B, 3, H, W) -> (B, 1, H, W)``, smoothed over time if configured."""
-        near = self.depth(image)
+        """Depth of consecutive frames ``(B, 3, H, W) -> (B, 1, H, W)``: the network skipped on frames that
+        barely changed (``reuse``) and smoothed over time (``temporal``), if configured."""
+        near = self.depth(image) if self.reuse is None else self.reuse(self.depth, image)
         return self.temporal(near, image) if self.temporal is not None else near
+
+    def reset(self) -> None:
+        """Between videos (or segments): nothing of the last one's depth carries over."""
+        for state in (self.temporal, self.reuse):
+            if state is not None:
+                state.reset()
 
     @torch.inference_mode()
     def prime(self, frames: torch.Tensor) -> None:
@@ -122,12 +129,6 @@ class StereoPipeline:
         image = to_tensor(frames, self.device)
         return make_eyes(image, self.nearness(image), self.settings)
 
-    @torch.inference_mode()
-    def other_eye(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, 3) uint8 ->`` the eye that is not the input, ``(B, H, W, 3) uint8`` on the CPU."""
-        image = to_tensor(frames, self.device)
-        # torch's thread count is the one convert's `threads` (and each worker's share) sets: the kernel follows it
-        return other_eye_uint8(frames, image, self.nearness(image), self.settings, torch.get_num_threads())
 
     @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
@@ -137,11 +138,21 @@ class StereoPipeline:
 
     def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
         """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout."""
+        with torch.inference_mode():
+            image = to_tensor(frames, self.device)
+            return self.render(frames, image, self.nearness(image), even)
+
+    @torch.inference_mode()
+    def render(self, frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, even: bool = True) -> torch.Tensor:
+        """Everything after depth: ``frames (B, H, W, 3) uint8``, the same as ``image (B, 3, H, W)`` on the
+        device, and their (smoothed) ``nearness (B, 1, H, W)`` -> packed ``(B, H', W', 3) uint8``. The one
+        synthesis path of conversion and of ``make bench``."""
         s = self.settings
         if uint8_shortcut(s, *frames.shape[1:3], even):
             # The input eye is already uint8 on the CPU: only the other eye is rendered, straight to uint8.
-            return join_eyes(frames, self.other_eye(frames), s)
-        return self.pack(*self.eyes(frames), even=even)
+            # torch's thread count is the one convert's `threads` (and each worker's share) sets: the kernel follows it
+            return join_eyes(frames, other_eye_uint8(frames, image, nearness, s, torch.get_num_threads()), s)
+        return self.pack(*make_eyes(image, nearness, s), even=even)
 
 
 class ModelPipeline(StereoPipeline):
@@ -151,10 +162,10 @@ class ModelPipeline(StereoPipeline):
     the left eye of the mirrored scene, and the result is mirrored back.
     """
 
-    def __init__(self, model: torch.nn.Module, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None):
+    def __init__(self, model: torch.nn.Module, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None, reuse: DepthReuse | None = None):
         if settings.eye == "center":
             raise ValueError("a trained model renders one eye from the other: use eye=left or eye=right")
-        super().__init__(depth, settings, device, temporal)
+        super().__init__(depth, settings, device, temporal, reuse)
         self.model = model
 
     @torch.inference_mode()
@@ -166,6 +177,9 @@ class ModelPipeline(StereoPipeline):
         return image, self.model(image, self.nearness(image))["pred"]
 
     @torch.inference_mode()
-    def other_eye(self, frames: torch.Tensor) -> torch.Tensor:
-        left, right = self.eyes(frames)  # the model renders it, in float on the device
-        return to_uint8(right if self.settings.eye == "left" else left)
+    def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
+        s = self.settings
+        left, right = self.eyes(frames)  # the model renders the other eye, in float on the device
+        if uint8_shortcut(s, *frames.shape[1:3], even):
+            return join_eyes(frames, to_uint8(right if s.eye == "left" else left), s)
+        return self.pack(left, right, even=even)

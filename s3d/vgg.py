@@ -77,7 +77,7 @@ class VGGFeatures(nn.Module):
         self.ends = ends
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> "VGGFeatures":
+    def train(self, mode: bool = True) -> VGGFeatures:
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -98,3 +102,33 @@ def exit_code(main, argv) -> int:
         return main(argv)
     except SystemExit as exit:
         return exit.code
+
+
+@contextlib.contextmanager
+def serve_files(routes: dict[str, bytes | tuple[bytes, int]], content_type: str = "application/octet-stream") -> Iterator[str]:
+    """A local HTTP server on 127.0.0.1 (no test touches the network): ``path -> body`` or ``path -> (body,
+    announced length)`` (a shorter body than announced is a connection that drops half way); other paths 404.
+    Yields the base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            route = routes.get(self.path) or routes.get(self.path.rstrip("/"))
+            if route is None:
+                self.send_error(404)
+                return
+            body, length = route if isinstance(route, tuple) else (route, len(route))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if body.lstrip().startswith(b"<html") else content_type)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()

@@ -153,7 +153,7 @@ def test_the_printed_address_sets_the_token_cookie(page: Page):
 
 def test_a_forged_host_is_refused(page: Page, tmp_path: Path):
     """DNS rebinding: a site whose name resolves to 127.0.0.1 sends its own name as Host."""
-    for host in ("evil.example:%d" % page.port, "evil.example", "127.0.0.1.evil.example"):
+    for host in (f"evil.example:{page.port}", "evil.example", "127.0.0.1.evil.example"):
         status, data = page.json("GET", "/", headers=page.headers(Host=host))
         assert status == 403 and "is not this computer" in data["error"], host
     clip = make_video(tmp_path / "d.mp4", width=64, height=48, frames=2)

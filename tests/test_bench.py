@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_video
+from PIL import Image
 
 from s3d.bench import cut_clip, format_table, run, stillest
 from s3d.config import compose
@@ -21,8 +22,13 @@ from s3d.io.video import probe_video
 def test_bench_writes_every_figure(tmp_path: Path):
     clip = make_video(tmp_path / "clip.mp4", width=96, height=64, frames=12)
     out = tmp_path / "bench" / "results.json"
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    texture = np.random.default_rng(1).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    Image.fromarray(texture).save(pair / "left.png")
+    Image.fromarray(np.roll(texture, -3, axis=1)).save(pair / "right.png")  # the whole scene 3 px nearer in the right eye
     cfg = compose("bench", [f"clips=[{clip}]", "short_clip_seconds=0.25", "convert=[\"depth=tiny_random\"]", "stage_frames=8", "still_frames=6",
-                            "network_sizes=[[32,64]]", f"output={out}"])
+                            "network_sizes=[[32,64]]", f"output={out}", f"quality_pair={pair}"])
     results = run(cfg)
     saved = json.loads(out.read_text())
     assert saved["clips"].keys() == results["clips"].keys() == {"clip.mp4", "clip_first0.25s.mkv"}
@@ -30,14 +36,22 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert r["frames"] == 12 and r["e2e_fps"] > 0 and r["peak_rss_mb"] > 50
     assert set(r["stage_fps"]) == {"decode", "depth", "synth", "encode"} and all(v > 0 for v in r["stage_fps"].values())
     assert r["slowest_stage"] in r["stage_fps"] and r["e2e_vs_slowest_stage"] > 0
-    assert r["synth_fps_by_interpolation"]["bicubic"] == r["stage_fps"]["synth"] and r["synth_fps_by_interpolation"]["bilinear"] > 0
+    assert set(r["stage_cpu_ms_per_frame"]) == set(r["stage_fps"]) and all(v > 0 for v in r["stage_cpu_ms_per_frame"].values())
+    assert r["e2e_cpu_ms_per_frame"] > 0 and (r["ffmpeg_cpu_ms_per_frame"] is None) == (shutil.which("ffmpeg") is None)
+    assert set(r["synth_fps_by_interpolation"]) == {"bicubic", "bilinear"} and r["synth_fps_by_interpolation"]["bilinear"] > 0
     assert (r["ffmpeg_fps"] is None) == (shutil.which("ffmpeg") is None)
     assert r["e2e_vs_ffmpeg"] is None if r["ffmpeg_fps"] is None else r["e2e_vs_ffmpeg"] == pytest.approx(r["e2e_fps"] / r["ffmpeg_fps"])
     assert r["synth_vs_e2e"] == pytest.approx(r["stage_fps"]["synth"] / r["e2e_fps"])
-    assert r["flicker"]["off"] >= 0 and r["flicker"]["on"] >= 0
+    assert 0 < r["flicker"]["on"] < r["flicker"]["off"]  # the synthetic clip moves; smoothing must calm it
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
     assert {k.split()[0] for k in saved["depth_seconds_per_frame"]} == {"s3d_lite0", "densedepth", "depth_anything_v2_small"}
-    assert "clip.mp4" in format_table(saved)
+    assert saved["engine"] == "onnxruntime"  # engine=auto on the CPU
+    q = saved["view_quality"]
+    # the real right eye is the left one shifted: the fitted knobs (screen plane) recover it, the raw conversion does not
+    assert q["pair"] == "pair" and q["fitted_gain_db"] > -0.2 and q["converted_psnr"] < 30 and 0.3 < q["converted_sharpness"] < 1.5
+    assert "spearman" not in q  # no ground truth beside this pair
+    table = format_table(saved)
+    assert "clip.mp4" in table and "view quality on pair" in table and "CPU ms/frame by stage" in table
 
 
 def test_cut_clip_keeps_the_start_without_reencoding(tmp_path: Path):

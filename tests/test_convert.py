@@ -9,9 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import make_video, textured_frame
 from PIL import Image
 
-from conftest import make_video, textured_frame
 from s3d.config import PROJECT_ROOT, compose
 from s3d.convert import convert
 from s3d.errors import S3DError

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import exit_code
 import torch
+from conftest import exit_code
+from keras_densedepth import make_layers, reference_forward, write_h5
 from safetensors.torch import load_file
 
-from keras_densedepth import make_layers, reference_forward, write_h5
 from s3d.config import compose
 from s3d.convert import convert as convert_job
 from s3d.depth import build_depth

@@ -7,19 +7,17 @@ inverse map, random values); the slow parity test proves that map against ``tran
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SAMPLE, SHARED_DATA, exit_code, make_video
+from conftest import SAMPLE, SHARED_DATA, exit_code, make_video, serve_files
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -169,27 +167,9 @@ def test_convert_refuses_a_file_that_is_not_safetensors(tmp_path):
 @pytest.fixture
 def server(hf_file):
     body = hf_file.read_bytes()
-    page = b"<html>moved</html>"
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            files = {"/model.safetensors": (body, len(body)), "/short.safetensors": (body[: len(body) // 2], len(body)), "/page.safetensors": (page, len(page))}
-            if self.path not in files:
-                self.send_error(404)
-                return
-            data, length = files[self.path]
-            self.send_response(200)
-            self.send_header("Content-Length", str(length))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hashlib.sha256(body).hexdigest()
-    httpd.shutdown()
+    routes = {"/model.safetensors": body, "/short.safetensors": (body[: len(body) // 2], len(body)), "/page.safetensors": b"<html>moved</html>"}
+    with serve_files(routes) as base:
+        yield base, hashlib.sha256(body).hexdigest()
 
 
 def test_fetch_downloads_converts_and_records_the_sha256(server, tmp_path, converted):

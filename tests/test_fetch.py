@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 
 import pytest
-
-from conftest import exit_code
-
+from conftest import exit_code, serve_files
 from keras_densedepth import make_layers, write_h5
+
 from s3d.depth.fetch_densedepth import main
 
 
@@ -22,35 +19,9 @@ def server(tmp_path):
     write_h5(root / "nyu.h5", make_layers())
     body = (root / "nyu.h5").read_bytes()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path == "/nyu.h5":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            elif self.path == "/short.h5":  # the connection drops half way
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2])
-            elif self.path == "/page.h5":  # a web page where the file should be
-                page = b"<html>moved</html>"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-            else:
-                self.send_error(404)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hashlib.sha256(body).hexdigest()
-    httpd.shutdown()
+    routes = {"/nyu.h5": body, "/short.h5": (body[: len(body) // 2], len(body)), "/page.h5": b"<html>moved</html>"}
+    with serve_files(routes) as base:
+        yield base, hashlib.sha256(body).hexdigest()
 
 
 def test_fetch_downloads_checks_records_sha_and_converts(server, tmp_path):

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from PIL import Image
 
-from conftest import SHARED_DATA
 from s3d.config import PROJECT_ROOT
 from s3d.data.films import StereoFilmsDataModule, film_layout, read_frames_at, sample_frame_indices, split_eyes, vr_centre
 from s3d.layout import pack
@@ -205,6 +205,7 @@ def test_films_datamodule_honours_exclude_val_names_and_hints(tmp_path: Path):
 
 def test_read_frames_at_and_frame_at_apply_the_display_rotation(tmp_path: Path):
     from conftest import make_video
+
     from s3d.io.video import decode_frames, frame_at, probe_video
 
     video = make_video(tmp_path / "phone.mp4", width=64, height=48, frames=12, rotation=90, audio=False)

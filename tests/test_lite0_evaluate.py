@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import textured_frame
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import textured_frame
 from s3d.config import compose
 from s3d.data.pairs import find_pairs
 from s3d.depth import build_depth

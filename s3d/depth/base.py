@@ -123,13 +123,27 @@ class DepthBackend(nn.Module):
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def accelerate(backend: DepthBackend, device: torch.device, precision: str = "auto", compile: bool = False, channels_last: bool = False) -> DepthBackend:
-    """Speed options of a built backend: autocast precision (``auto`` = fp16 on CUDA, fp32 elsewhere),
-    ``channels_last`` weights and inputs, and ``torch.compile`` of its network (the first batch compiles)."""
+def accelerate(backend: DepthBackend, device: torch.device, precision: str = "auto", compile: bool = False, channels_last: bool = False, engine: str = "torch") -> DepthBackend:
+    """Speed options of a built backend: the inference ``engine`` (``auto`` = ONNX Runtime on the CPU when
+    installed, :mod:`s3d.depth.onnx`; PyTorch otherwise), autocast precision (``auto`` = fp16 on CUDA, fp32
+    elsewhere), ``channels_last`` weights and inputs, and ``torch.compile`` of its network (the first batch
+    compiles). The last three are PyTorch's: asking for them with ``engine=auto`` picks PyTorch."""
+    from s3d.depth.onnx import OnnxRuntimePredict, resolve_engine
+
+    backend.requires_grad_(False)  # frozen, as build_depth makes it (the ONNX trace takes weights as constants)
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
     if precision not in PRECISIONS:
         raise S3DError(None, f"precision must be auto, {', '.join(PRECISIONS)}; got '{precision}'")
+    torch_only = [name for name, on in (("compile=true", compile), (f"precision={precision}", precision != "fp32")) if on]
+    if engine == "auto" and torch_only:
+        engine = "torch"
+    engine = resolve_engine(engine, device)
+    if engine == "onnxruntime":
+        if torch_only:
+            raise S3DError(None, f"{torch_only[0]} is a PyTorch option: use engine=torch (or engine=auto)")
+        backend.predict = OnnxRuntimePredict(backend.predict, backend)  # type: ignore[method-assign]
+        return backend
     backend.autocast_dtype = PRECISIONS[precision]
     if channels_last:
         backend.channels_last = True

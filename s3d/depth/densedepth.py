@@ -39,7 +39,7 @@ class DenseDepthConfig:
     bn_eps: float = KERAS_BN_EPS
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], bn_eps: float = KERAS_BN_EPS) -> "DenseDepthConfig":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], bn_eps: float = KERAS_BN_EPS) -> DenseDepthConfig:
         """Read the architecture from tensor names and shapes (raises ``KeyError`` on a foreign file)."""
         growth = state["encoder.denseblock1.denselayer1.conv2.weight"].shape[0]
         blocks = count_dense_layers(lambda b, n: f"encoder.denseblock{b}.denselayer{n}.conv1.weight" in state)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
@@ -89,7 +90,7 @@ class BackgroundSink:
         self._raise()
         self.q.put(item)
 
-    def __enter__(self) -> "BackgroundSink":
+    def __enter__(self) -> BackgroundSink:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

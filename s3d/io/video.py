@@ -8,10 +8,10 @@ stereo layout in the container.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -374,7 +374,7 @@ class VideoWriter:
             except Exception:  # closing a half-written file may fail; it is deleted anyway
                 pass
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -43,7 +43,7 @@ class Lite0WarpNet(nn.Module):
 
     use_depth = False  # its own depth: the training loop need not run a depth backend for it
 
-    def __init__(self, decoder: tuple[int, ...] = (96, 64, 32, 24), max_disparity: float = 0.15, direction: int = 1, encoder_weights: str | None = None):
+    def __init__(self, decoder: tuple[int, ...] = (96, 64, 32, 24), max_disparity: float = 0.15, direction: int = 1, encoder_weights: str | None = None, freeze_encoder: bool = False):
         super().__init__()
         self.encoder = timm.create_model(ENCODER, pretrained=False, features_only=True)
         if encoder_weights:  # ImageNet start (s3d.models.convert_lite0); the classifier head is not used
@@ -58,6 +58,16 @@ class Lite0WarpNet(nn.Module):
         self.up = nn.ModuleList(blocks)
         self.head = nn.Conv2d(c + 3, 2 + 1 + 3, 3, padding=1)  # 2 disparities, occlusion, inpaint RGB
         self.max_disparity, self.direction = max_disparity, direction
+        # Frozen: the ImageNet features (and their BatchNorm statistics) stay as they are and only the
+        # decoder learns, so a few dozen real scenes cannot overwrite what a million images taught.
+        self.freeze_encoder = freeze_encoder
+        self.encoder.requires_grad_(not freeze_encoder)
+
+    def train(self, mode: bool = True) -> Lite0WarpNet:
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network at the input's size: disparities as fractions of the width in ``[-max, max]``."""

@@ -13,8 +13,8 @@ The conventions, stated once for the whole project:
 """
 
 from s3d.stereo.disparity import nearness_to_disparity
-from s3d.stereo.warp import backward_warp, forward_disparity, synthesize_view
 from s3d.stereo.fill import fill_from_background
+from s3d.stereo.warp import backward_warp, forward_disparity, synthesize_view
 
 __all__ = [
     "nearness_to_disparity",

@@ -154,7 +154,13 @@ class App:
         if not 0 <= divergence <= 10 or not 0 <= convergence <= 1:
             raise S3DError(None, "3D strength must be within 0-10 and the screen plane within 0-1")
         cfg = copy.deepcopy(self.base)
-        for key, value in {"input": str(job.upload), "output_dir": str(job.folder), "layout": layout, "divergence": divergence, "convergence": convergence}.items():
+        for key, value in {
+            "input": str(job.upload),
+            "output_dir": str(job.folder),
+            "layout": layout,
+            "divergence": divergence,
+            "convergence": convergence,
+        }.items():
             OmegaConf.update(cfg, key, value)
         return cfg
 
@@ -167,7 +173,9 @@ class App:
             raise Refused(filename, f"larger than the upload limit of {self.cfg.max_upload_mb} MB", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         suffix = Path(filename).suffix.lower()
         if suffix not in VIDEO_SUFFIXES | PHOTO_SUFFIXES:
-            raise Refused(filename, f"not a video or photo this tool converts ({', '.join(sorted(VIDEO_SUFFIXES | PHOTO_SUFFIXES))})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            raise Refused(
+                filename, f"not a video or photo this tool converts ({', '.join(sorted(VIDEO_SUFFIXES | PHOTO_SUFFIXES))})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+            )
         token = secrets.token_urlsafe(24)
         folder = self.workdir / token
         folder.mkdir(mode=0o700)
@@ -181,7 +189,9 @@ class App:
                     except TimeoutError:
                         chunk = b""
                     if not chunk:
-                        raise Refused(filename, f"upload ended after {length - remaining} of the {length} bytes its Content-Length announced", HTTPStatus.BAD_REQUEST)
+                        raise Refused(
+                            filename, f"upload ended after {length - remaining} of the {length} bytes its Content-Length announced", HTTPStatus.BAD_REQUEST
+                        )
                     f.write(chunk)
                     remaining -= len(chunk)
             if extra_bytes():
@@ -286,8 +296,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": CSP,
-                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", **(extra or {})}.items():
+        for k, v in {
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": CSP,
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+            **(extra or {}),
+        }.items():
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -368,8 +384,12 @@ class Handler(BaseHTTPRequestHandler):
             job = self.app.job(q.get("job", ""))
             path = self.app.file(job, q.get("name", ""))
             save_as = path.name.replace("upload", Path(job.name).stem, 1)
-            self._send(200, path.read_bytes(), CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
-                       {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(save_as)}"} if q.get("download") else None)
+            self._send(
+                200,
+                path.read_bytes(),
+                CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+                {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(save_as)}"} if q.get("download") else None,
+            )
         else:
             self._error(404, "not found")
 

@@ -109,7 +109,11 @@ def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int
     smoothing = cfg.temporal.smoothing or 0.5
     reuse = cfg.temporal.reuse or 0.005
     result = {}
-    runs = (("off", None, None), ("on", temporal_smoother(cfg, smoothing), None), ("reuse", temporal_smoother(cfg, smoothing), DepthReuse(reuse, cfg.temporal.reuse_max)))
+    runs = (
+        ("off", None, None),
+        ("on", temporal_smoother(cfg, smoothing), None),
+        ("reuse", temporal_smoother(cfg, smoothing), DepthReuse(reuse, cfg.temporal.reuse_max)),
+    )
     for name, smoother, reuser in runs:
         disparities = []
         with torch.inference_mode():
@@ -168,8 +172,31 @@ def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: st
     if exe is None:
         return {"ffmpeg_fps": None, "ffmpeg_cpu_ms_per_frame": None}
     out = tmp / f"{clip.stem}_ffmpeg.mkv"
-    cmd = [exe, "-v", "error", "-y", "-i", str(clip), "-filter_complex", "[0:v]split[a][b];[a][b]hstack[v]", "-map", "[v]", "-map", "0:a?",
-           "-c:v", cfg.video.codec, "-crf", str(cfg.video.crf), "-preset", cfg.video.preset, "-pix_fmt", cfg.video.pix_fmt, "-c:a", "copy", str(out)]
+    cmd = [
+        exe,
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(clip),
+        "-filter_complex",
+        "[0:v]split[a][b];[a][b]hstack[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "0:a?",
+        "-c:v",
+        cfg.video.codec,
+        "-crf",
+        str(cfg.video.crf),
+        "-preset",
+        cfg.video.preset,
+        "-pix_fmt",
+        cfg.video.pix_fmt,
+        "-c:a",
+        "copy",
+        str(out),
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -179,7 +206,9 @@ def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: st
     return {"ffmpeg_fps": _fps(frames, seconds), "ffmpeg_cpu_ms_per_frame": 1000 * cpu / max(frames, 1)}
 
 
-def _synthesize(batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings) -> tuple[np.ndarray, float, float]:
+def _synthesize(
+    batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings
+) -> tuple[np.ndarray, float, float]:
     """The synthesis stage (smoothing, warp, packing) on batches in memory, through the path convert.py
     takes (:meth:`s3d.pipeline.StereoPipeline.render`): ``-> (packed frames, seconds, CPU seconds)``."""
     smoother = temporal_smoother(cfg)
@@ -271,7 +300,9 @@ def random_backend(name: str) -> DepthBackend:
 
 def network_seconds(cfg: DictConfig, sizes: list[list[int]]) -> dict[str, float]:
     """Seconds per frame of each depth network alone at the given ``(h, w)`` (no resizing inside)."""
-    backends: dict[str, DepthBackend] = {"s3d_lite0 (onnxruntime)": accelerate(build_depth(compose("convert", ["depth=s3d_lite0"]).depth), torch.device("cpu"), engine="onnxruntime")}
+    backends: dict[str, DepthBackend] = {
+        "s3d_lite0 (onnxruntime)": accelerate(build_depth(compose("convert", ["depth=s3d_lite0"]).depth), torch.device("cpu"), engine="onnxruntime")
+    }
     for name in ("s3d_lite0", "densedepth", "depth_anything_v2_small"):
         try:
             backends[name] = build_depth(compose("convert", [f"depth={name}"]).depth)
@@ -297,9 +328,16 @@ def run(cfg: DictConfig) -> dict:
     if conv.threads:
         torch.set_num_threads(conv.threads)
     depth = depth_backend(conv, torch.device("cpu"))
-    results: dict = {"machine": machine(), "command": "python -m s3d.bench " + " ".join(sys.argv[1:]), "convert_overrides": list(cfg.convert),
-                     "depth": conv.depth._target_, "depth_resolution": conv.depth.get("resolution"), "layout": conv.layout,
-                     "engine": "onnxruntime" if isinstance(depth.predict, OnnxRuntimePredict) else "torch", "clips": {}}
+    results: dict = {
+        "machine": machine(),
+        "command": "python -m s3d.bench " + " ".join(sys.argv[1:]),
+        "convert_overrides": list(cfg.convert),
+        "depth": conv.depth._target_,
+        "depth_resolution": conv.depth.get("resolution"),
+        "layout": conv.layout,
+        "engine": "onnxruntime" if isinstance(depth.predict, OnnxRuntimePredict) else "torch",
+        "clips": {},
+    }
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         clips = [Path(c) for c in cfg.clips if Path(c).exists()]
@@ -316,8 +354,12 @@ def run(cfg: DictConfig) -> dict:
             still = frames[start : start + cfg.still_frames]
             e2e = end_to_end(clip, list(cfg.convert), tmp)
             r = {
-                "size": f"{info.width}x{info.height}", "frames": len(frames),
-                "e2e_fps": e2e["fps"], "stage_fps": stage_fps, "stage_cpu_ms_per_frame": stage_cpu_ms, "synth_fps_by_interpolation": synth_fps,
+                "size": f"{info.width}x{info.height}",
+                "frames": len(frames),
+                "e2e_fps": e2e["fps"],
+                "stage_fps": stage_fps,
+                "stage_cpu_ms_per_frame": stage_cpu_ms,
+                "synth_fps_by_interpolation": synth_fps,
                 "e2e_cpu_ms_per_frame": e2e["cpu_ms_per_frame"],
                 "slowest_stage": min(stage_fps, key=stage_fps.get),
                 "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
@@ -341,25 +383,33 @@ def run(cfg: DictConfig) -> dict:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"machine: {results['machine']}", f"depth: {results['depth']} at {results['depth_resolution']} px short side ({results.get('engine', 'torch')}), layout {results['layout']}", "",
-             "| clip | size | frames | e2e fps | ffmpeg fps | e2e / ffmpeg | decode | depth | synth | encode | CPU ms/frame e2e (ffmpeg) | peak RSS MB | flicker off -> on (reuse) px |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"machine: {results['machine']}",
+        f"depth: {results['depth']} at {results['depth_resolution']} px short side ({results.get('engine', 'torch')}), layout {results['layout']}",
+        "",
+        "| clip | size | frames | e2e fps | ffmpeg fps | e2e / ffmpeg | decode | depth | synth | encode | CPU ms/frame e2e (ffmpeg) | peak RSS MB | flicker off -> on (reuse) px |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["clips"].items():
         s = r["stage_fps"]
         ff = f"{r['ffmpeg_fps']:.1f}" if r["ffmpeg_fps"] else "n/a"
         ratio = f"{r['e2e_vs_ffmpeg']:.2f}" if r.get("e2e_vs_ffmpeg") else "n/a"
         ffcpu = f" ({r['ffmpeg_cpu_ms_per_frame']:.0f})" if r.get("ffmpeg_cpu_ms_per_frame") else ""
-        lines.append(f"| {name} | {r['size']} | {r['frames']} | {r['e2e_fps']:.2f} | {ff} | {ratio} | {s['decode']:.1f} | {s['depth']:.1f} | {s['synth']:.1f} | {s['encode']:.1f} "
-                     f"| {r.get('e2e_cpu_ms_per_frame', float('nan')):.0f}{ffcpu} | {r['peak_rss_mb']:.0f} | {r['flicker']['off']:.3f} -> {r['flicker']['on']:.3f} ({r['flicker'].get('reuse', float('nan')):.3f}) |")
+        lines.append(
+            f"| {name} | {r['size']} | {r['frames']} | {r['e2e_fps']:.2f} | {ff} | {ratio} | {s['decode']:.1f} | {s['depth']:.1f} | {s['synth']:.1f} | {s['encode']:.1f} "
+            f"| {r.get('e2e_cpu_ms_per_frame', float('nan')):.0f}{ffcpu} | {r['peak_rss_mb']:.0f} | {r['flicker']['off']:.3f} -> {r['flicker']['on']:.3f} ({r['flicker'].get('reuse', float('nan')):.3f}) |"
+        )
     lines.append("")
     for name, r in results["clips"].items():
         if "stage_cpu_ms_per_frame" in r:
             lines.append(f"{name}: CPU ms/frame by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_cpu_ms_per_frame"].items()))
     if "view_quality" in results:
         q = results["view_quality"]
-        lines.append(f"view quality on {q['pair']}: converted eye sharpness {q['converted_sharpness']:.3f}, PSNR {q['converted_psnr']:.2f} dB; "
-                     f"fitted gain over the best shift {q['fitted_gain_db']:+.2f} dB (vertical prior {q['yprior_fitted_gain_db']:+.2f} dB)"
-                     + (f", Spearman {q['spearman']:.3f}" if "spearman" in q else ""))
+        lines.append(
+            f"view quality on {q['pair']}: converted eye sharpness {q['converted_sharpness']:.3f}, PSNR {q['converted_psnr']:.2f} dB; "
+            f"fitted gain over the best shift {q['fitted_gain_db']:+.2f} dB (vertical prior {q['yprior_fitted_gain_db']:+.2f} dB)"
+            + (f", Spearman {q['spearman']:.3f}" if "spearman" in q else "")
+        )
     for name, r in results["clips"].items():
         lines.append(f"{name}: synth fps by interpolation: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
     lines += [f"{k}: {v:.3f} s/frame" for k, v in results["depth_seconds_per_frame"].items()]

@@ -124,7 +124,20 @@ def _batches(frames, size: int):
 
 
 # Settings that do not change the pictures: a run may resume another's segments whatever these are.
-NOT_PICTURE_SETTINGS = ("input", "output", "overwrite", "quiet", "resume", "workers", "threads", "batch_size", "on_error", "recursive", "output_dir", "max_pixels")
+NOT_PICTURE_SETTINGS = (
+    "input",
+    "output",
+    "overwrite",
+    "quiet",
+    "resume",
+    "workers",
+    "threads",
+    "batch_size",
+    "on_error",
+    "recursive",
+    "output_dir",
+    "max_pixels",
+)
 
 
 def picture_settings(cfg: DictConfig) -> dict:
@@ -143,7 +156,9 @@ def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:
     return out, fmt, stereo_mode
 
 
-def convert_segment(pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: _Reporting) -> None:
+def convert_segment(
+    pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: _Reporting
+) -> None:
     """Convert one segment into its own video-only file (complete or absent)."""
     pipeline.reset()
     ph, pw = size
@@ -299,5 +314,8 @@ def convert(cfg: DictConfig) -> list[Path]:
         return convert_file(cfg, src)
     report = convert_folder(cfg, src, convert_file, tuple(LAYOUT_SUFFIX.values()))
     if report.failed:
-        raise S3DError(src, f"{len(report.failed)} of {len(report.failed) + len(report.converted) + len(report.skipped)} files failed: {report.failed[0][0].name}: {report.failed[0][1]}")
+        raise S3DError(
+            src,
+            f"{len(report.failed)} of {len(report.failed) + len(report.converted) + len(report.skipped)} files failed: {report.failed[0][0].name}: {report.failed[0][1]}",
+        )
     return [p for _, written in report.converted for p in written]

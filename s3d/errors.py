@@ -24,4 +24,6 @@ class MissingWeightsError(S3DError):
 def check_frame_size(path: str | Path, width: int, height: int, max_pixels: int | None) -> None:
     """Refuse a frame above ``max_pixels`` from its declared size, before anything is decoded."""
     if max_pixels and width * height > max_pixels:
-        raise S3DError(path, f"frame size {width}x{height} is above the limit max_pixels={max_pixels}; raise it if this machine has the memory (with batch_size=1)")
+        raise S3DError(
+            path, f"frame size {width}x{height} is above the limit max_pixels={max_pixels}; raise it if this machine has the memory (with batch_size=1)"
+        )

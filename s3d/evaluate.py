@@ -120,7 +120,7 @@ def robust_nearness(d: torch.Tensor, lo: float = 0.02, hi: float = 0.98) -> torc
 
 
 def vertical_prior(left: torch.Tensor) -> torch.Tensor:
-    """"Lower in the frame is nearer": nearness = row / height. ``(B, 3, H, W) -> (B, 1, H, W)``."""
+    """ "Lower in the frame is nearer": nearness = row / height. ``(B, 3, H, W) -> (B, 1, H, W)``."""
     b, _, h, w = left.shape
     return (torch.arange(h, dtype=left.dtype) / max(h - 1, 1)).view(1, 1, h, 1).expand(b, 1, h, w)
 
@@ -169,7 +169,11 @@ def predict(model: torch.nn.Module, depth, left: torch.Tensor, work_width: int) 
     small = F.interpolate(left, size=(round(h * work_width / w), work_width), mode="bilinear", align_corners=False, antialias=True)
     with torch.inference_mode():
         if hasattr(model, "render"):
-            f = model.features(F.interpolate(small, size=(max(32, round(small.shape[-2] / 32) * 32), max(32, round(work_width / 32) * 32)), mode="bilinear", align_corners=False))
+            f = model.features(
+                F.interpolate(
+                    small, size=(max(32, round(small.shape[-2] / 32) * 32), max(32, round(work_width / 32) * 32)), mode="bilinear", align_corners=False
+                )
+            )
             out = model.render(left, f)
             return out["pred"], out["disparity_source"]
         out = model(small, depth(small))
@@ -240,7 +244,9 @@ def evaluate(cfg: DictConfig) -> dict:
                 _save_png(Path(cfg.save_images) / name / f"{pair}.png", pred)
         log.info("%s: best shift %d px; %s", pair, s, ", ".join(f"{n} psnr {v['psnr']:.2f}" for n, v in per_pair[pair].items()))
     names = list(next(iter(per_pair.values())))
-    mean = {n: {k: float(np.mean([p[n][k] for p in per_pair.values() if k in p[n]])) for k in METRICS if any(k in p[n] for p in per_pair.values())} for n in names}
+    mean = {
+        n: {k: float(np.mean([p[n][k] for p in per_pair.values() if k in p[n]])) for k in METRICS if any(k in p[n] for p in per_pair.values())} for n in names
+    }
     result = {"mean": mean, "fit": fit_summary(per_pair), "pairs": per_pair, "pairs_root": roots, "work_width": cfg.work_width}
     if cfg.output:
         out = Path(cfg.output)
@@ -257,9 +263,12 @@ def fit_summary(per_pair: dict[str, dict[str, dict[str, float]]]) -> dict[str, d
     for n in names:
         rows = [p for p in per_pair.values() if n in p]
         gains = [p[n]["psnr"] - p["shift"]["psnr"] for p in rows]
-        out[n] = {"gain_over_shift_db": float(np.mean(gains)), "pairs": len(rows),
-                  "beats_yprior": float(np.mean([p[n]["psnr"] > p["yprior"]["psnr"] for p in rows])),
-                  "beats_yprior_by_0.05db": float(np.mean([p[n]["psnr"] > p["yprior"]["psnr"] + 0.05 for p in rows]))}
+        out[n] = {
+            "gain_over_shift_db": float(np.mean(gains)),
+            "pairs": len(rows),
+            "beats_yprior": float(np.mean([p[n]["psnr"] > p["yprior"]["psnr"] for p in rows])),
+            "beats_yprior_by_0.05db": float(np.mean([p[n]["psnr"] > p["yprior"]["psnr"] + 0.05 for p in rows])),
+        }
     return out
 
 

@@ -106,13 +106,32 @@ class PerceptualLoss(nn.Module):
 class ViewLoss(nn.Module):
     """Weighted sum of the terms above; a zero weight skips its term (and loads nothing for it)."""
 
-    def __init__(self, mse: float = 1.0, ssim: float = 1.0, vgg: float = 0.0, photometric: float = 0.0, smooth: float = 0.0, hints: float = 0.0, teacher: float = 0.0, ssim_window: int = 7, vgg_weights: str | None = None, vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")):
+    def __init__(
+        self,
+        mse: float = 1.0,
+        ssim: float = 1.0,
+        vgg: float = 0.0,
+        photometric: float = 0.0,
+        smooth: float = 0.0,
+        hints: float = 0.0,
+        teacher: float = 0.0,
+        ssim_window: int = 7,
+        vgg_weights: str | None = None,
+        vgg_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3"),
+    ):
         super().__init__()
         self.weights = {"mse": mse, "ssim": ssim, "vgg": vgg, "photometric": photometric, "smooth": smooth, "hints": hints, "teacher": teacher}
         self.window = ssim_window
         self.perceptual = PerceptualLoss(vgg_weights, tuple(vgg_layers)) if vgg else None
 
-    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, image: torch.Tensor, hints: dict[str, torch.Tensor] | None = None, teacher: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        out: dict[str, torch.Tensor],
+        target: torch.Tensor,
+        image: torch.Tensor,
+        hints: dict[str, torch.Tensor] | None = None,
+        teacher: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``out`` from a model, ``target``/``image`` ``(B, 3, H, W)`` -> ``(total, {term: value})``.
 
         ``hints``, ``teacher``: ``{"left": (B, 1, H, W), "right": ...}`` disparities of both views (px, NaN = none)."""

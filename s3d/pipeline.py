@@ -102,7 +102,9 @@ def join_eyes(frames: torch.Tensor, other: torch.Tensor, s: StereoSettings) -> t
 class StereoPipeline:
     """Convert batches of mono frames to packed stereo frames."""
 
-    def __init__(self, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None, reuse: DepthReuse | None = None):
+    def __init__(
+        self, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None, reuse: DepthReuse | None = None
+    ):
         self.depth, self.settings, self.device, self.temporal, self.reuse = depth, settings, device, temporal, reuse
 
     def nearness(self, image: torch.Tensor) -> torch.Tensor:
@@ -128,7 +130,6 @@ class StereoPipeline:
         """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``."""
         image = to_tensor(frames, self.device)
         return make_eyes(image, self.nearness(image), self.settings)
-
 
     @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
@@ -162,7 +163,15 @@ class ModelPipeline(StereoPipeline):
     the left eye of the mirrored scene, and the result is mirrored back.
     """
 
-    def __init__(self, model: torch.nn.Module, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None, reuse: DepthReuse | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        depth: DepthBackend,
+        settings: StereoSettings,
+        device: torch.device,
+        temporal: TemporalSmoother | None = None,
+        reuse: DepthReuse | None = None,
+    ):
         if settings.eye == "center":
             raise ValueError("a trained model renders one eye from the other: use eye=left or eye=right")
         super().__init__(depth, settings, device, temporal, reuse)

@@ -17,7 +17,17 @@ from PIL import Image
 from safetensors.torch import load_file
 
 # ImageNet-1k indices of the classes these photos should get.
-NAMES = {281: "tabby cat", 282: "tiger cat", 283: "Persian cat", 285: "Egyptian cat", 967: "espresso", 968: "cup", 504: "coffee mug", 925: "consomme", 809: "soup bowl"}
+NAMES = {
+    281: "tabby cat",
+    282: "tiger cat",
+    283: "Persian cat",
+    285: "Egyptian cat",
+    967: "espresso",
+    968: "cup",
+    504: "coffee mug",
+    925: "consomme",
+    809: "soup bowl",
+}
 
 
 def classify(weights: str, photos: list[str]) -> None:
@@ -35,7 +45,10 @@ def classify(weights: str, photos: list[str]) -> None:
             with torch.no_grad():
                 p = model(x).softmax(-1)[0]
             top5 = p.topk(5)
-            print(f"{arch:22s} {photo.split('/')[-1]:14s} " + ", ".join(f"{i} {NAMES.get(int(i), '')} {v:.2f}" for v, i in zip(top5.values.tolist(), top5.indices.tolist())))
+            print(
+                f"{arch:22s} {photo.split('/')[-1]:14s} "
+                + ", ".join(f"{i} {NAMES.get(int(i), '')} {v:.2f}" for v, i in zip(top5.values.tolist(), top5.indices.tolist()))
+            )
 
 
 if __name__ == "__main__":

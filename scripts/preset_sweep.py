@@ -26,7 +26,9 @@ def main(clip: Path, seconds: float, presets: list[str]) -> dict:
         for preset in presets:
             out = Path(tmp) / f"{preset}.mkv"
             start = time.perf_counter()
-            subprocess.run([sys.executable, "convert.py", f"input={cut}", f"output={out}", f"video.preset={preset}", "quiet=true"], cwd=PROJECT_ROOT, check=True)
+            subprocess.run(
+                [sys.executable, "convert.py", f"input={cut}", f"output={out}", f"video.preset={preset}", "quiet=true"], cwd=PROJECT_ROOT, check=True
+            )
             results[preset] = {"seconds": time.perf_counter() - start, "mbytes": out.stat().st_size / 1e6}
             print(f"{preset}: {results[preset]['seconds']:.1f} s, {results[preset]['mbytes']:.2f} MB", flush=True)
     return results

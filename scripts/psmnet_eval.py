@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [measure(net, name, *spec, warm_up=i == 0) for i, (name, spec) in enumerate(PAIRS.items())]
     print(f"{'pair':<11} {'size':>9} {'Spearman':>8} {'EPE px':>7} {'bad-2px %':>9} {'s/pair':>7} {'CPU s':>6}")
     for r in rows:
-        print(f"{r['pair']:<11} {r['size'][0]:>4}x{r['size'][1]:<4} {r['spearman']:>8.3f} {r['epe_px']:>7.2f} {r['bad2_percent']:>9.1f} {r['seconds']:>7.2f} {r['cpu_seconds']:>6.1f}")
+        print(
+            f"{r['pair']:<11} {r['size'][0]:>4}x{r['size'][1]:<4} {r['spearman']:>8.3f} {r['epe_px']:>7.2f} {r['bad2_percent']:>9.1f} {r['seconds']:>7.2f} {r['cpu_seconds']:>6.1f}"
+        )
     report = {
         "model": "PSMNet stacked hourglass, maxdisp 192, KITTI 2015 weights (s3d.models.psmnet)",
         "weights": str(args.weights.resolve().relative_to(PROJECT_ROOT) if args.weights.resolve().is_relative_to(PROJECT_ROOT) else args.weights),

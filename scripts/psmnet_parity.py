@@ -32,7 +32,12 @@ from s3d.models.psmnet import load_psmnet, normalize, pad_amounts, psmnet_dispar
 
 WIDTH = 512
 # CPU and Python 3; then their README's "Notice 1": align_corners=True in every upsampling on PyTorch >= 0.4.1.
-PATCHES = [(".cuda()", ""), ("self.maxdisp/4", "self.maxdisp//4"), ("mode='bilinear')", "mode='bilinear', align_corners=True)"), ("mode='trilinear')", "mode='trilinear', align_corners=True)")]
+PATCHES = [
+    (".cuda()", ""),
+    ("self.maxdisp/4", "self.maxdisp//4"),
+    ("mode='bilinear')", "mode='bilinear', align_corners=True)"),
+    ("mode='trilinear')", "mode='trilinear', align_corners=True)"),
+]
 
 
 def extract_authors(sdist: Path, workdir: Path) -> Path:
@@ -101,7 +106,9 @@ def main(sdist: Path, workdir: Path, left: Path, right: Path) -> None:
         d_ours = ours(x_l, x_r)
         t_ours = time.perf_counter() - t
     diff = (d_theirs - d_ours).abs()
-    print(f"networks: disparity range [{d_theirs.min():.2f}, {d_theirs.max():.2f}] px; largest abs difference {diff.max():.3g} px, mean {diff.mean():.3g} px ({t_theirs:.1f} s theirs, {t_ours:.1f} s ours)")
+    print(
+        f"networks: disparity range [{d_theirs.min():.2f}, {d_theirs.max():.2f}] px; largest abs difference {diff.max():.3g} px, mean {diff.mean():.3g} px ({t_theirs:.1f} s theirs, {t_ours:.1f} s ours)"
+    )
 
     # 2. end to end: their preprocessing and padding against psmnet_disparity
     transform = preprocess.get_transform(augment=False)

@@ -23,7 +23,7 @@ from conftest import SAMPLE, make_video
 
 from s3d.config import PROJECT_ROOT, compose
 
-APP_ARGS = ["convert=[\"depth=tiny_random\",\"video.preset=ultrafast\"]", "max_upload_mb=1", "socket_timeout=2", "max_connections=6"]
+APP_ARGS = ['convert=["depth=tiny_random","video.preset=ultrafast"]', "max_upload_mb=1", "socket_timeout=2", "max_connections=6"]
 
 
 class Page:
@@ -31,8 +31,13 @@ class Page:
 
     def __init__(self, workdir: Path, *overrides: str):
         self.workdir = workdir
-        self.proc = subprocess.Popen([sys.executable, "app.py", "port=0", f"workdir={workdir}", *overrides],
-                                     cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py", "port=0", f"workdir={workdir}", *overrides],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.time() + 120
         for line in self.proc.stdout:  # type: ignore[union-attr]
             found = re.search(r"open (http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+))", line)
@@ -198,7 +203,10 @@ def test_uploads_need_an_exact_length(page: Page):
 
 def test_limits_types_and_isolation(page: Page, tmp_path: Path):
     # refused from the announced length, before a byte of the body is read (so only the headers are sent here)
-    big = raw(page, f"POST /upload?name=big.mp4 HTTP/1.1\r\nHost: 127.0.0.1:{page.port}\r\nOrigin: {page.origin}\r\nCookie: s3d_token_{page.port}={page.token}\r\nContent-Length: {1024 * 1024 + 1}\r\n\r\n".encode())
+    big = raw(
+        page,
+        f"POST /upload?name=big.mp4 HTTP/1.1\r\nHost: 127.0.0.1:{page.port}\r\nOrigin: {page.origin}\r\nCookie: s3d_token_{page.port}={page.token}\r\nContent-Length: {1024 * 1024 + 1}\r\n\r\n".encode(),
+    )
     assert big.startswith(b"HTTP/1.1 413") and b"upload limit of 1 MB" in big
     text = tmp_path / "notes.txt"
     text.write_text("hello")
@@ -209,8 +217,14 @@ def test_limits_types_and_isolation(page: Page, tmp_path: Path):
     _, b = page.upload(clip, name="../../evil.mp4")
     assert a["job"] != b["job"] and sorted(p.name for p in (page.workdir / b["job"]).iterdir()) == ["upload.mp4"]
     # only files a job produced are served; no path, no other job, no guessing
-    for url in (f"/file?job={a['job']}&name=upload.mp4", f"/file?job={a['job']}&name=../{b['job']}/upload.mp4",
-                "/file?job=../../etc&name=passwd", f"/file?job={'x' * 32}&name=preview_anaglyph.png", "/../conf/app.yaml", "/status?job=nope"):
+    for url in (
+        f"/file?job={a['job']}&name=upload.mp4",
+        f"/file?job={a['job']}&name=../{b['job']}/upload.mp4",
+        "/file?job=../../etc&name=passwd",
+        f"/file?job={'x' * 32}&name=preview_anaglyph.png",
+        "/../conf/app.yaml",
+        "/status?job=nope",
+    ):
         assert page.request("GET", url)[0] == 404, url
     status, data = page.json("POST", f"/preview?job={a['job']}&layout=cubist")
     assert status == 400 and "unknown layout" in data["error"]
@@ -220,6 +234,7 @@ def test_limits_types_and_isolation(page: Page, tmp_path: Path):
 
 def test_a_decompression_bomb_is_answered(page: Page, tmp_path: Path):
     """A 57-byte PNG declaring 50000 x 50000 pixels: refused with a message, and the server goes on."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -279,7 +294,9 @@ def test_idle_jobs_are_deleted_after_the_retention_period(tmp_path: Path):
 
 
 def test_a_bad_convert_override_stops_the_start_with_one_line(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "app.py", "port=0", f"workdir={tmp_path}", "token=short"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "app.py", "port=0", f"workdir={tmp_path}", "token=short"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1 and "token= must be at least 16 characters" in proc.stderr
 
 

@@ -27,8 +27,19 @@ def test_bench_writes_every_figure(tmp_path: Path):
     texture = np.random.default_rng(1).integers(0, 255, (48, 80, 3), dtype=np.uint8)
     Image.fromarray(texture).save(pair / "left.png")
     Image.fromarray(np.roll(texture, -3, axis=1)).save(pair / "right.png")  # the whole scene 3 px nearer in the right eye
-    cfg = compose("bench", [f"clips=[{clip}]", "short_clip_seconds=0.25", "convert=[\"depth=tiny_random\"]", "stage_frames=8", "still_frames=6",
-                            "network_sizes=[[32,64]]", f"output={out}", f"quality_pair={pair}"])
+    cfg = compose(
+        "bench",
+        [
+            f"clips=[{clip}]",
+            "short_clip_seconds=0.25",
+            'convert=["depth=tiny_random"]',
+            "stage_frames=8",
+            "still_frames=6",
+            "network_sizes=[[32,64]]",
+            f"output={out}",
+            f"quality_pair={pair}",
+        ],
+    )
     results = run(cfg)
     saved = json.loads(out.read_text())
     assert saved["clips"].keys() == results["clips"].keys() == {"clip.mp4", "clip_first0.25s.mkv"}

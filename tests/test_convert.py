@@ -49,7 +49,10 @@ def test_sbs_mkv_doubles_width_keeps_audio_frames_timestamps_and_flags_stereo(sa
     assert b"\x53\xb8" in out.read_bytes() and b"stereo_mode" not in out.read_bytes()
 
 
-@pytest.mark.parametrize("layout,size,mode", [("half_sbs", (64, 48), "left_right"), ("full_ou", (64, 96), "top_bottom"), ("half_ou", (64, 48), "top_bottom"), ("anaglyph", (64, 48), None)])
+@pytest.mark.parametrize(
+    "layout,size,mode",
+    [("half_sbs", (64, 48), "left_right"), ("full_ou", (64, 96), "top_bottom"), ("half_ou", (64, 48), "top_bottom"), ("anaglyph", (64, 48), None)],
+)
 def test_layouts(tiny_video: Path, layout, size, mode):
     out = run_convert(f"input={tiny_video}", f"layout={layout}")[0]
     info = streams(out)

@@ -128,7 +128,9 @@ def test_converter_maps_names_and_fuses_qkv_in_order(hf_state, converted):
 
 
 def test_converter_accepts_the_transformers_5_attention_names(hf_state):
-    renamed = {k.replace("attention.attention.query.", "attention.q_proj.").replace("attention.output.dense.", "attention.o_proj."): v for k, v in hf_state.items()}
+    renamed = {
+        k.replace("attention.attention.query.", "attention.q_proj.").replace("attention.output.dense.", "attention.o_proj."): v for k, v in hf_state.items()
+    }
     a, b = convert_hf_state(hf_state), convert_hf_state(renamed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -203,7 +205,14 @@ def test_failed_fetch_is_one_line_and_leaves_nothing(server, tmp_path, capsys, p
 
 def test_convert_py_without_weights_names_the_make_target(tmp_path):
     clip = make_video(tmp_path / "c.mp4", frames=2, audio=False)
-    cmd = [sys.executable, str(PROJECT_ROOT / "convert.py"), f"input={clip}", f"output={tmp_path / 'o.mkv'}", "depth=depth_anything_v2_small", f"weights_dir={tmp_path}"]
+    cmd = [
+        sys.executable,
+        str(PROJECT_ROOT / "convert.py"),
+        f"input={clip}",
+        f"output={tmp_path / 'o.mkv'}",
+        "depth=depth_anything_v2_small",
+        f"weights_dir={tmp_path}",
+    ]
     r = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
@@ -237,14 +246,30 @@ def small_hf_model():
     """``DepthAnythingForDepthEstimation`` as the published config.json of Depth-Anything-V2-Small-hf, random weights."""
     transformers = pytest.importorskip("transformers")
     backbone = transformers.Dinov2Config(
-        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, patch_size=14, image_size=518,
-        layer_norm_eps=1e-6, layerscale_value=1.0, qkv_bias=True, use_swiglu_ffn=False, hidden_act="gelu",
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        mlp_ratio=4,
+        patch_size=14,
+        image_size=518,
+        layer_norm_eps=1e-6,
+        layerscale_value=1.0,
+        qkv_bias=True,
+        use_swiglu_ffn=False,
+        hidden_act="gelu",
         out_indices=[3, 6, 9, 12],  # stage k is the output of block k - 1: blocks 2, 5, 8, 11
-        apply_layernorm=True, reshape_hidden_states=False,
+        apply_layernorm=True,
+        reshape_hidden_states=False,
     )
     config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, patch_size=14, reassemble_hidden_size=384, reassemble_factors=[4, 2, 1, 0.5],
-        neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64, head_in_index=-1, head_hidden_size=32,
+        backbone_config=backbone,
+        patch_size=14,
+        reassemble_hidden_size=384,
+        reassemble_factors=[4, 2, 1, 0.5],
+        neck_hidden_sizes=[48, 96, 192, 384],
+        fusion_hidden_size=64,
+        head_in_index=-1,
+        head_hidden_size=32,
         depth_estimation_type="relative",
     )
     model = transformers.DepthAnythingForDepthEstimation(config).eval()

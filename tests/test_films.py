@@ -145,7 +145,14 @@ def test_films_datamodule_splits_by_film_and_caches(tmp_path: Path):
     root = tmp_path / "films"
     root.mkdir()
     for name in ("a_SBS.mkv", "b_SBS.mkv", "c_SBS.mkv"):
-        frames = [pack(*(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in real_pair()), "full_sbs")[0].mul(255).round().byte().permute(1, 2, 0).numpy()] * 10
+        frames = [
+            pack(*(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in real_pair()), "full_sbs")[0]
+            .mul(255)
+            .round()
+            .byte()
+            .permute(1, 2, 0)
+            .numpy()
+        ] * 10
         write_video(root / name, frames)
     dm = StereoFilmsDataModule(str(root), every=4, cache_dir=str(tmp_path / "cache"), val_films=1, crop=(64, 96), samples_per_pair=1)
     dm.prepare_data()
@@ -170,8 +177,21 @@ def test_train_on_a_folder_of_films(tmp_path: Path):
     for name in ("a_LRF_Full_SBS.mkv", "b_LRF_Full_SBS.mkv"):
         packed_film(root / name, "full_sbs", frames=5)
     r = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), "data=films", f"data.root={root}", "data.every=2", f"data.cache_dir={tmp_path / 'cache'}", "data.crop=[64,96]", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "train.py"),
+            "data=films",
+            f"data.root={root}",
+            "data.every=2",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.crop=[64,96]",
+            "trainer.fast_dev_run=true",
+            "trainer.enable_progress_bar=false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "a_LRF_Full_SBS.mkv: full_sbs, left eye first (from name)" in next(tmp_path.glob("outputs/train/*/train.log")).read_text()
@@ -179,7 +199,9 @@ def test_train_on_a_folder_of_films(tmp_path: Path):
 
 def sbs_films(root: Path, names=("a_SBS.mkv", "b_SBS.mkv", "c_SBS.mkv"), frames: int = 10) -> None:
     root.mkdir()
-    packed = pack(*(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in real_pair()), "full_sbs")[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+    packed = (
+        pack(*(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in real_pair()), "full_sbs")[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+    )
     for name in names:
         write_video(root / name, [packed] * frames)
 

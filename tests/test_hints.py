@@ -52,6 +52,7 @@ def test_hint_loss_uses_only_hints_that_rebuild_better():
     assert wrong.grad.abs().sum() > 0
     # a prediction equal to the hints: nothing left to learn
     assert hint_loss(hr.nan_to_num(0), hr, l, r, direction=1) < 1e-6
+
     # hints that rebuild worse than the prediction are ignored: a wrong constant hint barely counts
     # against the true disparity (only where both rebuild equally badly, at the borders)
     def pulled(pred: torch.Tensor, hint: torch.Tensor) -> float:

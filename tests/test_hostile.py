@@ -112,8 +112,13 @@ def test_existing_output_is_never_replaced_without_overwrite(tmp_path: Path):
 
 def test_ctrl_c_on_the_cli_exits_130_and_leaves_nothing(tmp_path: Path):
     clip = make_video(tmp_path / "c.mp4", width=320, height=240, frames=240)
-    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "convert.py"), f"input={clip}", f"output={tmp_path / 'o.mkv'}", *BASE, "batch_size=1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "convert.py"), f"input={clip}", f"output={tmp_path / 'o.mkv'}", *BASE, "batch_size=1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     import signal
     import time
 

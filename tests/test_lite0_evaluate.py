@@ -59,7 +59,9 @@ def test_lite0_trains_end_to_end():
 
 def test_lite0_as_depth_backend(tmp_path: Path):
     torch.manual_seed(0)
-    path = export_model(Lite0WarpNet(), {"_target_": "s3d.models.lite0.Lite0WarpNet"}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "m.safetensors")
+    path = export_model(
+        Lite0WarpNet(), {"_target_": "s3d.models.lite0.Lite0WarpNet"}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "m.safetensors"
+    )
     depth = build_depth(compose("convert", ["depth=s3d_lite0", f"depth.weights={path}", "depth.sha256=null", "depth.resolution=64"]).depth)
     near = depth(torch.rand(2, 3, 72, 128))
     assert near.shape == (2, 1, 72, 128) and float(near.min()) == 0.0 and float(near.max()) == pytest.approx(1.0)
@@ -105,9 +107,27 @@ def test_evaluate_end_to_end(tmp_path: Path):
     Image.fromarray(np.roll(left, -4, axis=1)).save(pairs / "right.png")
     Image.fromarray(np.full((48, 80), 4, np.uint8)).save(pairs / "true_disp.png")
     torch.manual_seed(0)
-    seed = export_model(SeedNet(width=8, depth=2, tail=1), {"_target_": "s3d.models.seed.SeedNet", "width": 8, "depth": 2, "tail": 1}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "seed.safetensors")
-    lite = export_model(Lite0WarpNet(), {"_target_": "s3d.models.lite0.Lite0WarpNet"}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "lite.safetensors")
-    cfg = compose("evaluate", [f"pairs={tmp_path / 'pairs'}", f"models.s3d_lite0={lite}", f"models.seed={seed}", f"output={tmp_path / 'r.json'}", f"save_images={tmp_path / 'img'}", "work_width=64", "teacher=null"])
+    seed = export_model(
+        SeedNet(width=8, depth=2, tail=1),
+        {"_target_": "s3d.models.seed.SeedNet", "width": 8, "depth": 2, "tail": 1},
+        {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"},
+        tmp_path / "seed.safetensors",
+    )
+    lite = export_model(
+        Lite0WarpNet(), {"_target_": "s3d.models.lite0.Lite0WarpNet"}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "lite.safetensors"
+    )
+    cfg = compose(
+        "evaluate",
+        [
+            f"pairs={tmp_path / 'pairs'}",
+            f"models.s3d_lite0={lite}",
+            f"models.seed={seed}",
+            f"output={tmp_path / 'r.json'}",
+            f"save_images={tmp_path / 'img'}",
+            "work_width=64",
+            "teacher=null",
+        ],
+    )
     result = evaluate(cfg)
     saved = json.loads((tmp_path / "r.json").read_text())
     assert set(saved["mean"]) == {"identity", "shift", "s3d_lite0", "s3d_lite0_dibr", "s3d_lite0_fit", "seed", "yprior"}

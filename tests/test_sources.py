@@ -132,9 +132,12 @@ def test_vr_video_views_360_every_nth_frame_staggered_yaws(tmp_path: Path):
     out = vr_video_views(video, tmp_path / "v", every=5, yaws=(0, 180), size=(32, 48))
     # frames 0, 5, 10; every other frame turned by half the yaw step
     assert pngs(out) == [
-        "tiny_360_topbottom_f000000_y+000.0", "tiny_360_topbottom_f000000_y+180.0",
-        "tiny_360_topbottom_f000005_y+090.0", "tiny_360_topbottom_f000005_y+270.0",
-        "tiny_360_topbottom_f000010_y+000.0", "tiny_360_topbottom_f000010_y+180.0",
+        "tiny_360_topbottom_f000000_y+000.0",
+        "tiny_360_topbottom_f000000_y+180.0",
+        "tiny_360_topbottom_f000005_y+090.0",
+        "tiny_360_topbottom_f000005_y+270.0",
+        "tiny_360_topbottom_f000010_y+000.0",
+        "tiny_360_topbottom_f000010_y+180.0",
     ]
     for _, left, right in find_pairs(out):
         assert Image.open(left).size == (48, 32)
@@ -163,13 +166,13 @@ def test_stereo_photo_views_sbs_and_mpo(tmp_path: Path):
     sbs = tmp_path / "calf-left-right.jpg"
     Image.fromarray(np.concatenate([eye(60, 80, RED), eye(60, 80, BLUE)], axis=1)).save(sbs, quality=95)
     out = stereo_photo_views(sbs, tmp_path / "sbs", width=64)
-    (name, left, right), = find_pairs(out)
+    ((name, left, right),) = find_pairs(out)
     assert name == "calf" and Image.open(left).size == (64, 48)
     assert is_red(left) and is_blue(right)
 
     mpo = tmp_path / "cam.mpo"
     Image.fromarray(eye(48, 64, RED)).save(mpo, format="MPO", save_all=True, append_images=[Image.fromarray(eye(48, 64, BLUE))])
-    (name, left, right), = find_pairs(stereo_photo_views(mpo, tmp_path / "mpo", width=32))
+    ((name, left, right),) = find_pairs(stereo_photo_views(mpo, tmp_path / "mpo", width=32))
     assert name == "cam" and Image.open(left).size == (32, 24) and is_red(left) and is_blue(right)
 
 

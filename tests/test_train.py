@@ -22,7 +22,14 @@ from s3d.export import main as export_main
 
 
 def train(tmp_path: Path, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
-    args = [sys.executable, str(PROJECT_ROOT / "train.py"), *(["-m"] if multirun else []), "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false", *overrides]
+    args = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        *(["-m"] if multirun else []),
+        "trainer.fast_dev_run=true",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
@@ -42,7 +49,14 @@ def test_fast_dev_run(tmp_path: Path, model: str):
 
 
 def test_short_run_logs_checkpoints_and_resumes(tmp_path: Path):
-    short = ["trainer.fast_dev_run=false", "trainer.log_every_n_steps=1", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "hydra.run.dir=run1"]
+    short = [
+        "trainer.fast_dev_run=false",
+        "trainer.log_every_n_steps=1",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "hydra.run.dir=run1",
+    ]
     r = train(tmp_path, *short)
     assert r.returncode == 0, r.stderr[-3000:]
     header = (tmp_path / "run1/csv/version_0/metrics.csv").read_text().splitlines()[0].split(",")
@@ -157,7 +171,17 @@ def test_wandb_offline_run_has_metrics_and_image_panels(tmp_path: Path):
     from PIL import Image
 
     env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
-    args = [sys.executable, str(PROJECT_ROOT / "train.py"), "logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "hydra.run.dir=run"]
+    args = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "logger=wandb",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "hydra.run.dir=run",
+    ]
     r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     run = next((tmp_path / "run/wandb").glob("offline-run-*"))
@@ -172,7 +196,17 @@ def test_wandb_offline_run_has_metrics_and_image_panels(tmp_path: Path):
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path: Path):
-    r = train(tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.fast_dev_run=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "hydra.run.dir=ddp")
+    r = train(
+        tmp_path,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.fast_dev_run=false",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "hydra.run.dir=ddp",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     log = (tmp_path / "ddp/train.log").read_text() + (tmp_path / "ddp/train_ddp_process_1.log").read_text()
     assert "distributed_backend=gloo" in r.stderr + r.stdout + log or "gloo" in r.stderr + log

@@ -131,7 +131,17 @@ class StereoFilmsDataModule(StereoPairsDataModule):
     replacing the ``val_films`` split when given; ``hints`` (and the others) reach the training set.
     """
 
-    def __init__(self, root: str, every: int = 200, layout: str = "auto", projection: str = "auto", cache_dir: str = "~/.cache/s3d/frames", val_films: int = 1, max_frames_per_film: int | None = None, **pairs_kwargs):
+    def __init__(
+        self,
+        root: str,
+        every: int = 200,
+        layout: str = "auto",
+        projection: str = "auto",
+        cache_dir: str = "~/.cache/s3d/frames",
+        val_films: int = 1,
+        max_frames_per_film: int | None = None,
+        **pairs_kwargs,
+    ):
         super().__init__(roots=[], **pairs_kwargs)
         self.root, self.every, self.layout, self.projection = root, every, layout, projection
         self.cache_dir, self.val_films, self.max_frames = Path(cache_dir).expanduser(), val_films, max_frames_per_film

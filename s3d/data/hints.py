@@ -61,7 +61,9 @@ def match(left: torch.Tensor, right: torch.Tensor, min_disparity: int, max_dispa
     return torch.where(ok, disp, torch.full_like(disp, float("nan")))[None]
 
 
-def stereo_hints(left: torch.Tensor, right: torch.Tensor, min_disparity: int, max_disparity: int, window: int = 9, tolerance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def stereo_hints(
+    left: torch.Tensor, right: torch.Tensor, min_disparity: int, max_disparity: int, window: int = 9, tolerance: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-view and right-view disparities that pass the left-right consistency check.
 
     ``left, right (3, H, W)`` in ``[0, 1]`` -> ``(hint_left (1, H, W), hint_right (1, H, W))`` px, NaN where

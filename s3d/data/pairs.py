@@ -73,7 +73,17 @@ class StereoPairs(Dataset):
     :mod:`s3d.data.hints`) and ``teacher_left``/``teacher_right`` (:class:`s3d.data.teacher.TeacherLabels`).
     """
 
-    def __init__(self, pairs: list[tuple[str, Path, Path]], crop: tuple[int, int], train: bool, samples_per_pair: int = 1, jitter: float = 0.1, resize_width: int | None = None, hints: tuple[int, int] | None = None, teacher=None):
+    def __init__(
+        self,
+        pairs: list[tuple[str, Path, Path]],
+        crop: tuple[int, int],
+        train: bool,
+        samples_per_pair: int = 1,
+        jitter: float = 0.1,
+        resize_width: int | None = None,
+        hints: tuple[int, int] | None = None,
+        teacher=None,
+    ):
         # resize_width: every pair at one width, so disparities (px) keep one scale relative to the frame
         self.images = [(name, load_image(l, resize_width), load_image(r, resize_width)) for name, l, r in pairs]
         for name, l, r in self.images:
@@ -120,7 +130,20 @@ class StereoPairs(Dataset):
 
 
 class StereoPairsDataModule(pl.LightningDataModule):
-    def __init__(self, roots: list[str], crop: tuple[int, int] = (128, 192), batch_size: int = 4, val_pairs: int = 1, samples_per_pair: int = 8, num_workers: int = 0, exclude: tuple[str, ...] = (), val_names: tuple[str, ...] = (), resize_width: int | None = None, hints: tuple[int, int] | None = None, teacher: dict | None = None):
+    def __init__(
+        self,
+        roots: list[str],
+        crop: tuple[int, int] = (128, 192),
+        batch_size: int = 4,
+        val_pairs: int = 1,
+        samples_per_pair: int = 8,
+        num_workers: int = 0,
+        exclude: tuple[str, ...] = (),
+        val_names: tuple[str, ...] = (),
+        resize_width: int | None = None,
+        hints: tuple[int, int] | None = None,
+        teacher: dict | None = None,
+    ):
         super().__init__()
         self.roots, self.crop, self.batch_size = list(roots), tuple(crop), batch_size
         self.val_pairs, self.samples_per_pair, self.num_workers, self.exclude = val_pairs, samples_per_pair, num_workers, set(exclude)
@@ -139,7 +162,9 @@ class StereoPairsDataModule(pl.LightningDataModule):
         val, train = self.split(pairs)
         if not val or not train:
             raise S3DError(", ".join(self.roots), f"found {len(pairs)} stereo pairs, need more than val_pairs={self.val_pairs}")
-        self.train_set = StereoPairs(train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width, hints=self.hints, teacher=self.teacher_labels())
+        self.train_set = StereoPairs(
+            train, self.crop, True, self.samples_per_pair, resize_width=self.resize_width, hints=self.hints, teacher=self.teacher_labels()
+        )
         self.val_set = StereoPairs(val, self.crop, False, resize_width=self.resize_width)
 
     def teacher_labels(self):

@@ -135,8 +135,14 @@ def _matches(left: np.ndarray, right: np.ndarray, grid: tuple[int, int], size: i
 
 
 def measure_parallax(
-    left: torch.Tensor | np.ndarray, right: torch.Tensor | np.ndarray, grid: tuple[int, int] = (8, 10), size: int = 21, max_dx: int = 96, max_dy: int = 12,
-    min_std: float = 0.03, min_score: float = 0.85,
+    left: torch.Tensor | np.ndarray,
+    right: torch.Tensor | np.ndarray,
+    grid: tuple[int, int] = (8, 10),
+    size: int = 21,
+    max_dx: int = 96,
+    max_dy: int = 12,
+    min_std: float = 0.03,
+    min_score: float = 0.85,
 ) -> Parallax:
     """Match a grid of textured ``size``-px patches of ``left`` in ``right`` (zero-mean normalised cross
     correlation, integer shifts up to ``max_dx`` across and ``max_dy`` up and down).
@@ -232,7 +238,9 @@ def clean_stem(path: Path) -> str:
 # Views of panoramas
 
 
-def view_size(px_per_deg: float, fov_deg: float, projection: str, max_width: int = MAX_WIDTH, min_height: int = MIN_HEIGHT, aspect: float = ASPECT) -> tuple[int, int]:
+def view_size(
+    px_per_deg: float, fov_deg: float, projection: str, max_width: int = MAX_WIDTH, min_height: int = MIN_HEIGHT, aspect: float = ASPECT
+) -> tuple[int, int]:
     """``(h, w)`` of a view whose centre has about the source's resolution, at most ``max_width`` wide
     and at least ``min_height`` high (multiples of 8)."""
     f = px_per_deg * 180 / math.pi
@@ -259,8 +267,16 @@ def _split_eyes(frame: np.ndarray, arrangement: str, left_first: bool) -> tuple[
 
 
 def equirect_photo_views(
-    src: Path | tuple[Path, Path], out_dir: Path, yaws: Sequence[float] = DEFAULT_YAWS, fov_deg: float = 90.0, size: tuple[int, int] | None = None,
-    projection: str = "cylindrical", pitch_deg: float = 0.0, arrangement: str = "ou", left_first: bool = True, check: bool = True,
+    src: Path | tuple[Path, Path],
+    out_dir: Path,
+    yaws: Sequence[float] = DEFAULT_YAWS,
+    fov_deg: float = 90.0,
+    size: tuple[int, int] | None = None,
+    projection: str = "cylindrical",
+    pitch_deg: float = 0.0,
+    arrangement: str = "ou",
+    left_first: bool = True,
+    check: bool = True,
 ) -> Path:
     """Views of a stereo 360 photo: one per yaw, from both eyes.
 
@@ -271,7 +287,17 @@ def equirect_photo_views(
     if not len(yaws):
         raise ValueError("yaws is empty")
     files = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
-    settings = dict(kind="equirect_photo", yaws=[float(y) for y in yaws], fov=fov_deg, size=size, projection=projection, pitch=pitch_deg, arrangement=arrangement, left_first=left_first, check=check)
+    settings = dict(
+        kind="equirect_photo",
+        yaws=[float(y) for y in yaws],
+        fov=fov_deg,
+        size=size,
+        projection=projection,
+        pitch=pitch_deg,
+        arrangement=arrangement,
+        left_first=left_first,
+        check=check,
+    )
     key = _key(files, settings)
     out_dir = Path(out_dir)
     if _cached(out_dir, key):
@@ -523,8 +549,18 @@ def _cut(sph: Spherical, eye: int, image: torch.Tensor, yaws: torch.Tensor, pitc
 
 
 def vr_video_views(
-    video: Path, out_dir: Path, every: int = EVERY, yaws: Sequence[float] | None = None, fov_deg: float | None = None, size: tuple[int, int] | None = None,
-    projection: str | None = None, pitch_deg: float = 0.0, stagger: bool = True, layout: str = "auto", max_frames: int | None = None, check: bool = True,
+    video: Path,
+    out_dir: Path,
+    every: int = EVERY,
+    yaws: Sequence[float] | None = None,
+    fov_deg: float | None = None,
+    size: tuple[int, int] | None = None,
+    projection: str | None = None,
+    pitch_deg: float = 0.0,
+    stagger: bool = True,
+    layout: str = "auto",
+    max_frames: int | None = None,
+    check: bool = True,
 ) -> Path:
     """Views of every ``every``-th frame of a stereo VR video, the same yaws from both eyes.
 
@@ -544,7 +580,19 @@ def vr_video_views(
     fov_deg = fov_deg or (90.0 if full else 80.0)
     projection = projection or ("cylindrical" if full else "perspective")
     offset = _stagger(yaws) if stagger and full else 0.0
-    settings = dict(kind="vr_video", every=every, yaws=yaws, fov=fov_deg, size=size, projection=projection, pitch=pitch_deg, stagger=offset, layout=layout, max_frames=max_frames, check=check)
+    settings = dict(
+        kind="vr_video",
+        every=every,
+        yaws=yaws,
+        fov=fov_deg,
+        size=size,
+        projection=projection,
+        pitch=pitch_deg,
+        stagger=offset,
+        layout=layout,
+        max_frames=max_frames,
+        check=check,
+    )
     key = _key([video], settings)
     out_dir = Path(out_dir)
     if _cached(out_dir, key):
@@ -576,7 +624,16 @@ def vr_video_views(
             for yaw, l, r in zip(yaw_t.tolist(), lv, rv):
                 names.append(f"{stem}_f{idx:06d}_{_yaw_tag(yaw % 360 if full else yaw)}")
                 _write_pair(out_dir, names[-1], l, r)
-    _finish(out_dir, key, names, size=list(size), projection_from=sph.source, layout=found.arrangement, left_first=found.left_first, parallax=asdict(stats) if stats else None)
+    _finish(
+        out_dir,
+        key,
+        names,
+        size=list(size),
+        projection_from=sph.source,
+        layout=found.arrangement,
+        left_first=found.left_first,
+        parallax=asdict(stats) if stats else None,
+    )
     return out_dir
 
 
@@ -588,8 +645,15 @@ def _exif_transpose_eyes(path: Path, left: np.ndarray, right: np.ndarray) -> tup
     """Apply the EXIF orientation of an MPO (its frames are read as stored) to both eyes."""
     with Image.open(path) as img:
         orientation = img.getexif().get(0x0112, 1)
-    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}.get(orientation)
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
     if method is None:
         return left, right
     return tuple(np.asarray(Image.fromarray(e).transpose(method)) for e in (left, right))  # type: ignore[return-value]
@@ -687,7 +751,11 @@ def _timed(name: str, folder: Path, build) -> SourceResult:
 
 
 def build_sources(
-    shared_root: Path, out_root: Path, every: int = EVERY, yaws: Sequence[float] = DEFAULT_YAWS, exclude: dict[str, str] | Sequence[str] = tuple(DEFAULT_EXCLUDE),
+    shared_root: Path,
+    out_root: Path,
+    every: int = EVERY,
+    yaws: Sequence[float] = DEFAULT_YAWS,
+    exclude: dict[str, str] | Sequence[str] = tuple(DEFAULT_EXCLUDE),
 ) -> list[SourceResult]:
     """Build the training views of every stereo source in the shared data folder (see the module doc)
     under ``out_root/<kind>/<name>/``, one result per source (left-out ones with the reason).
@@ -744,7 +812,13 @@ def build_sources(
     return results
 
 
-def build_training_views(shared_root: Path, out_root: Path, every: int = EVERY, yaws: Sequence[float] = DEFAULT_YAWS, exclude: dict[str, str] | Sequence[str] = tuple(DEFAULT_EXCLUDE)) -> list[Path]:
+def build_training_views(
+    shared_root: Path,
+    out_root: Path,
+    every: int = EVERY,
+    yaws: Sequence[float] = DEFAULT_YAWS,
+    exclude: dict[str, str] | Sequence[str] = tuple(DEFAULT_EXCLUDE),
+) -> list[Path]:
     """Build all sources (:func:`build_sources`) and return their pairs folders, for :func:`s3d.data.pairs.find_pairs`."""
     return [r.folder for r in build_sources(shared_root, out_root, every, yaws, exclude) if r.folder is not None]
 

@@ -80,7 +80,9 @@ def at_teacher_size(left: torch.Tensor, right: torch.Tensor, settings: LabelSett
     return tuple(F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True) for x in (left, right))
 
 
-def teacher_labels(net: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, settings: LabelSettings = LabelSettings()) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_labels(
+    net: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, settings: LabelSettings = LabelSettings()
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``left, right (B, 3, H, W)`` in ``[0, 1]`` -> ``(label_left, label_right)`` ``(B, 1, H, W)``: the
     teacher's disparity of each view in px of the input, NaN where the views disagree."""
     from s3d.models.psmnet import psmnet_disparity
@@ -146,7 +148,11 @@ class TeacherLabels:
         label_left, label_right = teacher_labels(self.net(), l, r, self.settings)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, overwrite=True) as tmp:
-            save_file({"left": label_left[0].half().contiguous(), "right": label_right[0].half().contiguous()}, str(tmp), metadata={"left": str(left), "right": str(right)})
+            save_file(
+                {"left": label_left[0].half().contiguous(), "right": label_right[0].half().contiguous()},
+                str(tmp),
+                metadata={"left": str(left), "right": str(right)},
+            )
         self.computed += 1
         return label_left[0], label_right[0]
 
@@ -175,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             known += float(torch.isfinite(label_left).float().mean())
             rate = i / max(time.time() - start, 1e-9)
             print(f"\r{i}/{len(pairs)} pairs, {rate:.2f}/s, ETA {(len(pairs) - i) / rate:.0f} s ({name})", end="", file=sys.stderr, flush=True)
-        print(f"\n{len(pairs)} pairs: {teacher.computed} labelled, {teacher.reused} from the cache, "
-              f"{100 * known / max(len(pairs), 1):.1f}% of left-view pixels confident, {time.time() - start:.0f} s", flush=True)
+        print(
+            f"\n{len(pairs)} pairs: {teacher.computed} labelled, {teacher.reused} from the cache, "
+            f"{100 * known / max(len(pairs), 1):.1f}% of left-view pixels confident, {time.time() - start:.0f} s",
+            flush=True,
+        )
 
     cli.run(run)
     return 0

@@ -62,8 +62,13 @@ def focal_px(fov_deg: float, width: int, projection: str = "perspective") -> flo
 
 
 def view_lonlat(
-    yaw_deg: float | torch.Tensor, pitch_deg: float | torch.Tensor, fov_deg: float, out_hw: tuple[int, int],
-    projection: str = "perspective", device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+    yaw_deg: float | torch.Tensor,
+    pitch_deg: float | torch.Tensor,
+    fov_deg: float,
+    out_hw: tuple[int, int],
+    projection: str = "perspective",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Longitude and latitude seen by each pixel centre of a view.
 
@@ -148,7 +153,11 @@ def _check_equi(equi: torch.Tensor) -> None:
 
 
 def sample_equirect(
-    equi: torch.Tensor, lonlat: torch.Tensor, lon_range: tuple[float, float] = (-180, 180), lat_range: tuple[float, float] = (-90, 90), mode: str = "bilinear",
+    equi: torch.Tensor,
+    lonlat: torch.Tensor,
+    lon_range: tuple[float, float] = (-180, 180),
+    lat_range: tuple[float, float] = (-90, 90),
+    mode: str = "bilinear",
 ) -> torch.Tensor:
     """Read an equirectangular image at given longitudes/latitudes.
 
@@ -170,7 +179,9 @@ def _shrunk_size(h: int, w: int, px_per_deg: float, lon_span: float, lat_span: f
     return min(h, max(2, round(px_per_deg * lat_span))), min(w, max(2, round(px_per_deg * lon_span)))
 
 
-def prefilter_equirect(equi: torch.Tensor, px_per_deg: float, lon_range: tuple[float, float] = (-180, 180), lat_range: tuple[float, float] = (-90, 90)) -> torch.Tensor:
+def prefilter_equirect(
+    equi: torch.Tensor, px_per_deg: float, lon_range: tuple[float, float] = (-180, 180), lat_range: tuple[float, float] = (-90, 90)
+) -> torch.Tensor:
     """Shrink (antialiased) an equirectangular image whose resolution exceeds ``px_per_deg``, per axis;
     never enlarges. ``(B, C, H, W) -> (B, C, H', W')`` covering the same ranges. (A full panorama is
     filtered as if cut at its seam; :func:`equirect_to_view` filters across it.)"""
@@ -183,9 +194,16 @@ def prefilter_equirect(equi: torch.Tensor, px_per_deg: float, lon_range: tuple[f
 
 
 def equirect_to_view(
-    equi: torch.Tensor, yaw_deg: float | torch.Tensor, pitch_deg: float | torch.Tensor, fov_deg: float, out_hw: tuple[int, int],
-    projection: str = "perspective", lon_range: tuple[float, float] = (-180, 180), lat_range: tuple[float, float] = (-90, 90),
-    mode: str = "bilinear", antialias: bool = True,
+    equi: torch.Tensor,
+    yaw_deg: float | torch.Tensor,
+    pitch_deg: float | torch.Tensor,
+    fov_deg: float,
+    out_hw: tuple[int, int],
+    projection: str = "perspective",
+    lon_range: tuple[float, float] = (-180, 180),
+    lat_range: tuple[float, float] = (-90, 90),
+    mode: str = "bilinear",
+    antialias: bool = True,
 ) -> torch.Tensor:
     """Cut a perspective or cylindrical view from an equirectangular image.
 
@@ -211,16 +229,30 @@ def equirect_to_view(
 
 
 def equirect_to_perspective(
-    equi: torch.Tensor, yaw_deg: float | torch.Tensor, pitch_deg: float | torch.Tensor, fov_deg: float, out_hw: tuple[int, int],
-    lon_range: tuple[float, float] = (-180, 180), lat_range: tuple[float, float] = (-90, 90), mode: str = "bilinear", antialias: bool = True,
+    equi: torch.Tensor,
+    yaw_deg: float | torch.Tensor,
+    pitch_deg: float | torch.Tensor,
+    fov_deg: float,
+    out_hw: tuple[int, int],
+    lon_range: tuple[float, float] = (-180, 180),
+    lat_range: tuple[float, float] = (-90, 90),
+    mode: str = "bilinear",
+    antialias: bool = True,
 ) -> torch.Tensor:
     """Pinhole view. ``equi (B, C, H, W) -> (B, C, h, w)``; see :func:`equirect_to_view`."""
     return equirect_to_view(equi, yaw_deg, pitch_deg, fov_deg, out_hw, "perspective", lon_range, lat_range, mode, antialias)
 
 
 def equirect_to_cylindrical(
-    equi: torch.Tensor, yaw_deg: float | torch.Tensor, pitch_deg: float | torch.Tensor, fov_deg: float, out_hw: tuple[int, int],
-    lon_range: tuple[float, float] = (-180, 180), lat_range: tuple[float, float] = (-90, 90), mode: str = "bilinear", antialias: bool = True,
+    equi: torch.Tensor,
+    yaw_deg: float | torch.Tensor,
+    pitch_deg: float | torch.Tensor,
+    fov_deg: float,
+    out_hw: tuple[int, int],
+    lon_range: tuple[float, float] = (-180, 180),
+    lat_range: tuple[float, float] = (-90, 90),
+    mode: str = "bilinear",
+    antialias: bool = True,
 ) -> torch.Tensor:
     """Central-cylinder view (rectified for ODS stereo at pitch 0). ``(B, C, H, W) -> (B, C, h, w)``."""
     return equirect_to_view(equi, yaw_deg, pitch_deg, fov_deg, out_hw, "cylindrical", lon_range, lat_range, mode, antialias)
@@ -248,18 +280,26 @@ def mesh_uv(lonlat: torch.Tensor, mesh_lonlat: torch.Tensor, iters: int = 8, tol
     target = torch.stack((torch.remainder(lonlat[..., 0] - centre + 180, 360) - 180 + centre, lonlat[..., 1]), dim=-1)
 
     def forward(uv: torch.Tensor) -> torch.Tensor:  # (B, h, w, 2) uv -> lon/lat, bilinear between grid points
-        return F.grid_sample(mesh[None].expand(uv.shape[0], -1, -1, -1), uv * 2 - 1, mode="bilinear", padding_mode="border", align_corners=True).permute(0, 2, 3, 1)
+        return F.grid_sample(mesh[None].expand(uv.shape[0], -1, -1, -1), uv * 2 - 1, mode="bilinear", padding_mode="border", align_corners=True).permute(
+            0, 2, 3, 1
+        )
 
     gh, gw = mesh.shape[1:]
-    v, u = torch.meshgrid(torch.linspace(0, 1, gh, dtype=mesh.dtype, device=mesh.device), torch.linspace(0, 1, gw, dtype=mesh.dtype, device=mesh.device), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.linspace(0, 1, gh, dtype=mesh.dtype, device=mesh.device), torch.linspace(0, 1, gw, dtype=mesh.dtype, device=mesh.device), indexing="ij"
+    )
     a = torch.stack((mesh[0].flatten(), mesh[1].flatten(), torch.ones_like(u).flatten()), dim=1)
     coef = torch.linalg.lstsq(a, torch.stack((u.flatten(), v.flatten()), dim=1)).solution  # (3, 2): lon, lat, 1 -> u, v
     uv = torch.cat((target, torch.ones_like(target[..., :1])), dim=-1) @ coef
     eps = 1e-3
     for _ in range(iters):
         err = forward(uv) - target
-        du = (forward(uv + torch.tensor([eps, 0], dtype=uv.dtype, device=uv.device)) - forward(uv - torch.tensor([eps, 0], dtype=uv.dtype, device=uv.device))) / (2 * eps)
-        dv = (forward(uv + torch.tensor([0, eps], dtype=uv.dtype, device=uv.device)) - forward(uv - torch.tensor([0, eps], dtype=uv.dtype, device=uv.device))) / (2 * eps)
+        du = (
+            forward(uv + torch.tensor([eps, 0], dtype=uv.dtype, device=uv.device)) - forward(uv - torch.tensor([eps, 0], dtype=uv.dtype, device=uv.device))
+        ) / (2 * eps)
+        dv = (
+            forward(uv + torch.tensor([0, eps], dtype=uv.dtype, device=uv.device)) - forward(uv - torch.tensor([0, eps], dtype=uv.dtype, device=uv.device))
+        ) / (2 * eps)
         det = du[..., 0] * dv[..., 1] - dv[..., 0] * du[..., 1]
         det = torch.where(det.abs() < 1e-9, torch.full_like(det, 1e-9), det)
         step_u = (dv[..., 1] * err[..., 0] - dv[..., 0] * err[..., 1]) / det
@@ -280,15 +320,24 @@ def sample_texture(image: torch.Tensor, uv: torch.Tensor, mode: str = "bilinear"
 
 
 def mesh_to_view(
-    image: torch.Tensor, mesh_lonlat: torch.Tensor, yaw_deg: float | torch.Tensor, pitch_deg: float | torch.Tensor, fov_deg: float, out_hw: tuple[int, int],
-    projection: str = "perspective", mode: str = "bilinear", antialias: bool = True,
+    image: torch.Tensor,
+    mesh_lonlat: torch.Tensor,
+    yaw_deg: float | torch.Tensor,
+    pitch_deg: float | torch.Tensor,
+    fov_deg: float,
+    out_hw: tuple[int, int],
+    projection: str = "perspective",
+    mode: str = "bilinear",
+    antialias: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A view of an image in a mesh projection (see :func:`mesh_uv`).
 
     ``image (B, C, H, W)`` -> ``(view (B', C, h, w), inside (B', h, w) bool)``; ``inside`` is False
     where the view looks past what the mesh covers (there the edge pixels repeat).
     """
-    lonlat = view_lonlat(yaw_deg, pitch_deg, fov_deg, out_hw, projection, device=image.device, dtype=image.dtype if image.is_floating_point() else torch.float32)
+    lonlat = view_lonlat(
+        yaw_deg, pitch_deg, fov_deg, out_hw, projection, device=image.device, dtype=image.dtype if image.is_floating_point() else torch.float32
+    )
     uv, inside = mesh_uv(lonlat, mesh_lonlat)
     if antialias:
         # the image's resolution along the middle row and column of the mesh, in px per degree
@@ -304,7 +353,13 @@ def mesh_to_view(
 
 
 def stereo_views(
-    left: torch.Tensor, right: torch.Tensor, yaws_deg: list[float], pitch_deg: float, fov_deg: float, out_hw: tuple[int, int], **kwargs,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    yaws_deg: list[float],
+    pitch_deg: float,
+    fov_deg: float,
+    out_hw: tuple[int, int],
+    **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same views cut from both eyes of a stereo panorama (horizontal parallax needs the same yaw in
     both). ``left, right (1, C, H, W)`` -> ``(N, C, h, w)`` each for ``N = len(yaws_deg)``; ``kwargs`` as

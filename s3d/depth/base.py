@@ -123,7 +123,9 @@ class DepthBackend(nn.Module):
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def accelerate(backend: DepthBackend, device: torch.device, precision: str = "auto", compile: bool = False, channels_last: bool = False, engine: str = "torch") -> DepthBackend:
+def accelerate(
+    backend: DepthBackend, device: torch.device, precision: str = "auto", compile: bool = False, channels_last: bool = False, engine: str = "torch"
+) -> DepthBackend:
     """Speed options of a built backend: the inference ``engine`` (``auto`` = ONNX Runtime on the CPU when
     installed, :mod:`s3d.depth.onnx`; PyTorch otherwise), autocast precision (``auto`` = fp16 on CUDA, fp32
     elsewhere), ``channels_last`` weights and inputs, and ``torch.compile`` of its network (the first batch

@@ -106,6 +106,7 @@ def read_keras_tensors(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], di
 
 def infer_config(layers: dict[str, dict[str, np.ndarray]], path: Path, bn_eps: float) -> DenseDepthConfig:
     """Read the architecture from layer names and kernel shapes."""
+
     def kernel(name: str) -> np.ndarray:
         if name not in layers or "kernel" not in layers[name]:
             raise S3DError(path, f"missing tensor '{name}/kernel'")

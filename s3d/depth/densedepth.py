@@ -143,7 +143,16 @@ class DenseDepth(DepthBackend):
 
     name = "densedepth"
 
-    def __init__(self, weights: str | None, how: str = "make weights", resolution: int | None = 480, min_depth: float = 10.0, max_depth: float = 1000.0, sha256: str | None = None, net: DenseDepthNet | None = None):
+    def __init__(
+        self,
+        weights: str | None,
+        how: str = "make weights",
+        resolution: int | None = 480,
+        min_depth: float = 10.0,
+        max_depth: float = 1000.0,
+        sha256: str | None = None,
+        net: DenseDepthNet | None = None,
+    ):
         super().__init__(resolution)
         if net is None:
             path = resolve_weights(weights, self.name, how, sha256)

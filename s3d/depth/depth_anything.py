@@ -86,16 +86,20 @@ class FeatureFusionBlock(nn.Module):
 class DPTHead(nn.Module):
     """Four token maps ``(B, h*w, in_channels)`` on an ``h x w`` patch grid -> ``(B, 1, 14h, 14w)``, ReLU'd."""
 
-    def __init__(self, in_channels: int = EMBED_DIM, features: int = FEATURES, out_channels: tuple[int, ...] = OUT_CHANNELS, head_features: int = HEAD_FEATURES):
+    def __init__(
+        self, in_channels: int = EMBED_DIM, features: int = FEATURES, out_channels: tuple[int, ...] = OUT_CHANNELS, head_features: int = HEAD_FEATURES
+    ):
         super().__init__()
         self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, 1) for c in out_channels)
         # Strides 4, 8, 14 and 28 pixels from the one 14-pixel grid: the "reassemble" of DPT.
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(out_channels[0], out_channels[0], 4, stride=4),
-            nn.ConvTranspose2d(out_channels[1], out_channels[1], 2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(out_channels[3], out_channels[3], 3, stride=2, padding=1),
-        ])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(out_channels[0], out_channels[0], 4, stride=4),
+                nn.ConvTranspose2d(out_channels[1], out_channels[1], 2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(out_channels[3], out_channels[3], 3, stride=2, padding=1),
+            ]
+        )
         for i, c in enumerate(out_channels, start=1):
             setattr(self, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
         for i in range(1, len(out_channels) + 1):
@@ -133,9 +137,7 @@ class DepthAnythingNet(nn.Module):
 
     def __init__(self, init: bool = True):
         super().__init__()
-        self.encoder = timm.create_model(
-            ENCODER, pretrained=False, img_size=PRETRAIN_SIZE, num_classes=0, weight_init="" if init else "skip"
-        )
+        self.encoder = timm.create_model(ENCODER, pretrained=False, img_size=PRETRAIN_SIZE, num_classes=0, weight_init="" if init else "skip")
         self.head = DPTHead()
 
     def position_embedding(self, rows: int, cols: int) -> torch.Tensor:
@@ -180,7 +182,14 @@ class DepthAnythingV2Small(DepthBackend):
 
     name = "depth_anything_v2_small"
 
-    def __init__(self, weights: str | None, how: str = "make weights depth=depth_anything_v2_small", resolution: int | None = PRETRAIN_SIZE, sha256: str | None = None, net: DepthAnythingNet | None = None):
+    def __init__(
+        self,
+        weights: str | None,
+        how: str = "make weights depth=depth_anything_v2_small",
+        resolution: int | None = PRETRAIN_SIZE,
+        sha256: str | None = None,
+        net: DepthAnythingNet | None = None,
+    ):
         super().__init__(resolution)
         if net is None:
             net = load_safetensors_into(DepthAnythingNet(init=False), resolve_weights(weights, self.name, how, sha256))

@@ -53,7 +53,10 @@ RULES: list[tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]]] = [
     (r"encoder\.patch_embed\.proj\.(weight|bias)", lambda g: (f"backbone.embeddings.patch_embeddings.projection.{g[0]}",)),
     (r"encoder\.norm\.(weight|bias)", lambda g: (f"backbone.layernorm.{g[0]}",)),
     (r"encoder\.blocks\.(\d+)\.(norm[12])\.(weight|bias)", lambda g: (_L.format(g[0]) + f"{g[1]}.{g[2]}",)),
-    (r"encoder\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)", lambda g: tuple(_L.format(g[0]) + f"attention.attention.{p}.{g[1]}" for p in ("query", "key", "value"))),
+    (
+        r"encoder\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)",
+        lambda g: tuple(_L.format(g[0]) + f"attention.attention.{p}.{g[1]}" for p in ("query", "key", "value")),
+    ),
     (r"encoder\.blocks\.(\d+)\.attn\.proj\.(weight|bias)", lambda g: (_L.format(g[0]) + f"attention.output.dense.{g[1]}",)),
     (r"encoder\.blocks\.(\d+)\.ls([12])\.gamma", lambda g: (_L.format(g[0]) + f"layer_scale{g[1]}.lambda1",)),
     (r"encoder\.blocks\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", lambda g: (_L.format(g[0]) + f"mlp.{g[1]}.{g[2]}",)),
@@ -61,7 +64,10 @@ RULES: list[tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]]] = [
     (r"head\.resize_layers\.(\d)\.(weight|bias)", lambda g: (f"neck.reassemble_stage.layers.{g[0]}.resize.{g[1]}",)),
     (r"head\.layer(\d)_rn\.weight", lambda g: (f"neck.convs.{int(g[0]) - 1}.weight",)),
     # The port runs its fusion layers deepest first: its layer 0 is the original refinenet4.
-    (r"head\.refinenet(\d)\.resConfUnit([12])\.conv([12])\.(weight|bias)", lambda g: (f"neck.fusion_stage.layers.{4 - int(g[0])}.residual_layer{g[1]}.convolution{g[2]}.{g[3]}",)),
+    (
+        r"head\.refinenet(\d)\.resConfUnit([12])\.conv([12])\.(weight|bias)",
+        lambda g: (f"neck.fusion_stage.layers.{4 - int(g[0])}.residual_layer{g[1]}.convolution{g[2]}.{g[3]}",),
+    ),
     (r"head\.refinenet(\d)\.out_conv\.(weight|bias)", lambda g: (f"neck.fusion_stage.layers.{4 - int(g[0])}.projection.{g[1]}",)),
     (r"head\.output_conv1\.(weight|bias)", lambda g: (f"head.conv1.{g[0]}",)),
     (r"head\.output_conv2\.0\.(weight|bias)", lambda g: (f"head.conv2.{g[0]}",)),

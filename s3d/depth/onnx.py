@@ -68,8 +68,14 @@ def export_onnx(predict: Callable[[torch.Tensor], torch.Tensor], example: torch.
         buf = io.BytesIO()
         dynamic = {0: "batch", 2: "height", 3: "width"}
         torch.onnx.export(
-            _Predict(predict).eval(), (example.contiguous(),), buf, input_names=["image"], output_names=["nearness"],
-            dynamic_axes={"image": dynamic, "nearness": dynamic}, opset_version=OPSET, dynamo=False,
+            _Predict(predict).eval(),
+            (example.contiguous(),),
+            buf,
+            input_names=["image"],
+            output_names=["nearness"],
+            dynamic_axes={"image": dynamic, "nearness": dynamic},
+            opset_version=OPSET,
+            dynamo=False,
         )
     return buf.getvalue()
 

@@ -255,8 +255,18 @@ class VideoWriter:
     subtitles out (segments carry video only).
     """
 
-    def __init__(self, tmp_path: Path, fmt: str, info: VideoInfo, width: int, height: int, settings: EncoderSettings, stereo_mode: str | None,
-                 side_streams: bool = True, template: av.video.stream.VideoStream | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        fmt: str,
+        info: VideoInfo,
+        width: int,
+        height: int,
+        settings: EncoderSettings,
+        stereo_mode: str | None,
+        side_streams: bool = True,
+        template: av.video.stream.VideoStream | None = None,
+    ):
         self.info = info
         self.out = av.open(str(tmp_path), "w", format=fmt)
         self.encoding = template is None

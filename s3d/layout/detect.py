@@ -17,10 +17,23 @@ METADATA_MODES = {
 }
 # File-name tokens used by VR players and release groups.
 NAME_TOKENS = {
-    "sbs": ("sbs", None), "lr": ("sbs", True), "lrf": ("sbs", True), "rl": ("sbs", False), "3dh": ("sbs", None),
-    "hsbs": ("sbs", None), "fsbs": ("sbs", None),
-    "tb": ("ou", True), "tbf": ("ou", True), "bt": ("ou", False), "ou": ("ou", None), "tab": ("ou", None),
-    "3dv": ("ou", None), "htab": ("ou", None), "hou": ("ou", None), "topbottom": ("ou", True), "overunder": ("ou", None),
+    "sbs": ("sbs", None),
+    "lr": ("sbs", True),
+    "lrf": ("sbs", True),
+    "rl": ("sbs", False),
+    "3dh": ("sbs", None),
+    "hsbs": ("sbs", None),
+    "fsbs": ("sbs", None),
+    "tb": ("ou", True),
+    "tbf": ("ou", True),
+    "bt": ("ou", False),
+    "ou": ("ou", None),
+    "tab": ("ou", None),
+    "3dv": ("ou", None),
+    "htab": ("ou", None),
+    "hou": ("ou", None),
+    "topbottom": ("ou", True),
+    "overunder": ("ou", None),
 }
 HALF_TOKENS, FULL_TOKENS = {"half", "hsbs", "htab", "hou", "3dh", "3dv"}, {"full", "fsbs", "lrf", "tbf"}
 
@@ -74,8 +87,10 @@ def from_content(frame: torch.Tensor, size: int = 64) -> tuple[str, float, float
     """
     grey = frame.mean(0, keepdim=True)[None]
     h, w = grey.shape[-2:]
+
     def small(x):
         return F.interpolate(x, size=(size, size), mode="area")[0, 0]
+
     sbs = _ncc(small(grey[..., : w // 2]), small(grey[..., w - w // 2 :]))
     ou = _ncc(small(grey[..., : h // 2, :]), small(grey[..., h - h // 2 :, :]))
     return ("sbs", sbs, ou) if sbs >= ou else ("ou", ou, sbs)
@@ -83,7 +98,7 @@ def from_content(frame: torch.Tensor, size: int = 64) -> tuple[str, float, float
 
 def detect_layout(name: str, metadata: dict[str, str], frame: torch.Tensor | None) -> StereoLayout | None:
     """Metadata first, then the file name, then the pixels; ``None`` if nothing says it is stereo."""
-    h, w = (frame.shape[-2:] if frame is not None else (0, 0))
+    h, w = frame.shape[-2:] if frame is not None else (0, 0)
     meta = from_metadata(metadata)
     if meta:
         arrangement, left_first = meta

@@ -29,8 +29,12 @@ class UpBlock(nn.Module):
     def __init__(self, cin: int, cskip: int, cout: int):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(cin + cskip + 2, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, (3, 5), padding=(1, 2)), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin + cskip + 2, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, (3, 5), padding=(1, 2)),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -43,7 +47,14 @@ class Lite0WarpNet(nn.Module):
 
     use_depth = False  # its own depth: the training loop need not run a depth backend for it
 
-    def __init__(self, decoder: tuple[int, ...] = (96, 64, 32, 24), max_disparity: float = 0.15, direction: int = 1, encoder_weights: str | None = None, freeze_encoder: bool = False):
+    def __init__(
+        self,
+        decoder: tuple[int, ...] = (96, 64, 32, 24),
+        max_disparity: float = 0.15,
+        direction: int = 1,
+        encoder_weights: str | None = None,
+        freeze_encoder: bool = False,
+    ):
         super().__init__()
         self.encoder = timm.create_model(ENCODER, pretrained=False, features_only=True)
         if encoder_weights:  # ImageNet start (s3d.models.convert_lite0); the classifier head is not used

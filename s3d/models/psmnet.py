@@ -118,7 +118,9 @@ class FeatureExtraction(nn.Module):
         raw = self.layer2(self.layer1(self.firstconv(x)))  # (B, 64, H/4, W/4)
         skip = self.layer4(self.layer3(raw))  # (B, 128, H/4, W/4)
         size = skip.shape[-2:]
-        pooled = [F.interpolate(b(skip), size=size, mode="bilinear", align_corners=ALIGN_CORNERS) for b in (self.branch4, self.branch3, self.branch2, self.branch1)]
+        pooled = [
+            F.interpolate(b(skip), size=size, mode="bilinear", align_corners=ALIGN_CORNERS) for b in (self.branch4, self.branch3, self.branch2, self.branch1)
+        ]
         return self.lastconv(torch.cat([raw, skip, *pooled], dim=1))
 
 
@@ -238,7 +240,9 @@ def psmnet_disparity(net: PSMNet, left: torch.Tensor, right: torch.Tensor) -> to
         raise ValueError(f"expected left and right of one shape (B, 3, H, W), got {tuple(left.shape)} and {tuple(right.shape)}")
     h, w = left.shape[-2:]
     if h < MIN_SIZE or w < MIN_SIZE:
-        raise ValueError(f"PSMNet needs images at least {MIN_SIZE} x {MIN_SIZE} px (its largest pyramid pool is 64 px at quarter size), got {w} x {h}; resize them up first")
+        raise ValueError(
+            f"PSMNet needs images at least {MIN_SIZE} x {MIN_SIZE} px (its largest pyramid pool is 64 px at quarter size), got {w} x {h}; resize them up first"
+        )
     weight = next(net.parameters())
     top, right_pad = pad_amounts(h, w)
     pair = [F.pad(normalize(x.to(weight.device, weight.dtype)), (0, right_pad, top, 0)) for x in (left, right)]

@@ -17,7 +17,16 @@ from s3d.stereo import backward_warp
 
 
 class WarpNet(nn.Module):
-    def __init__(self, width: int = 32, depth: int = 3, tail: int = 2, tail_kernel: tuple[int, int] = (3, 7), max_disparity: float = 0.1, direction: int = 1, use_depth: bool = True):
+    def __init__(
+        self,
+        width: int = 32,
+        depth: int = 3,
+        tail: int = 2,
+        tail_kernel: tuple[int, int] = (3, 7),
+        max_disparity: float = 0.1,
+        direction: int = 1,
+        use_depth: bool = True,
+    ):
         super().__init__()
         self.max_disparity, self.direction, self.use_depth = max_disparity, direction, use_depth
         self.body = UNet(3 + int(use_depth) + 2, width, depth, tail, tail_kernel)

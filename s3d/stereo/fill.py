@@ -57,9 +57,7 @@ def background_source_index(disparity: torch.Tensor, valid: torch.Tensor, mirror
     return torch.where(usable, source, own).long()
 
 
-def fill_from_background(
-    image: torch.Tensor, disparity: torch.Tensor, valid: torch.Tensor, mirror: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fill_from_background(image: torch.Tensor, disparity: torch.Tensor, valid: torch.Tensor, mirror: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill invalid pixels row by row from the background side of each hole.
 
     A disoccluded hole lies between a foreground and a background pixel; of its two valid row

@@ -224,13 +224,18 @@ def _read_bicubic_row(image, y, target, column, shift, unit, out) -> None:
             if low == high:
                 out[j, ch] = low
                 continue
-            out[j, ch] = _to_byte(_cubic_sum(
-                cy0, cy1, cy2, cy3,
-                _cubic_tap_row(image, r0, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                _cubic_tap_row(image, r1, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                _cubic_tap_row(image, r2, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                _cubic_tap_row(image, r3, a, b, c, d, ch, c0, c1, c2, c3, unit),
-            ))
+            out[j, ch] = _to_byte(
+                _cubic_sum(
+                    cy0,
+                    cy1,
+                    cy2,
+                    cy3,
+                    _cubic_tap_row(image, r0, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                    _cubic_tap_row(image, r1, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                    _cubic_tap_row(image, r2, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                    _cubic_tap_row(image, r3, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                )
+            )
 
 
 @njit(cache=True, fastmath=False)
@@ -330,9 +335,7 @@ def _reference(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mo
     return to_uint8(synthesize_view(image, disparity.to(image.dtype), direction=direction, mode=mode))
 
 
-def synthesize_view_uint8(
-    frames: torch.Tensor, disparity: torch.Tensor, direction: int = 1, mode: str = "bicubic", threads: int | None = None
-) -> torch.Tensor:
+def synthesize_view_uint8(frames: torch.Tensor, disparity: torch.Tensor, direction: int = 1, mode: str = "bicubic", threads: int | None = None) -> torch.Tensor:
     """Render the other eye straight from uint8 frames (see :func:`s3d.stereo.warp.synthesize_view`).
 
     ``frames (B, H, W, 3) uint8`` on the CPU, ``disparity (B, 1, H, W)`` float in pixels, in the source view

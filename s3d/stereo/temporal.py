@@ -109,7 +109,9 @@ class DepthReuse:
         source: list[int] = []  # per frame: index into the key frames computed now, or -1 = the last key before
         for i in range(image.shape[0]):
             still = (
-                self._thumb is not None and self._run < self.max_run and self._thumb.shape == thumbs[i].shape
+                self._thumb is not None
+                and self._run < self.max_run
+                and self._thumb.shape == thumbs[i].shape
                 and float((thumbs[i] - self._thumb).abs().mean()) < self.threshold
                 and (keys or (self._near is not None and self._near.shape[-2:] == image.shape[-2:]))
             )

@@ -37,7 +37,7 @@ from s3d.convert import depth_backend, depth_reuse, stereo_settings, temporal_sm
 from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.densedepth import DenseDepth
 from s3d.depth.depth_anything import DepthAnythingV2Small
-from s3d.depth.onnx import OnnxRuntimePredict
+from s3d.depth.onnx import OnnxRuntimePredict, onnxruntime_available
 from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
@@ -300,9 +300,9 @@ def random_backend(name: str) -> DepthBackend:
 
 def network_seconds(cfg: DictConfig, sizes: list[list[int]]) -> dict[str, float]:
     """Seconds per frame of each depth network alone at the given ``(h, w)`` (no resizing inside)."""
-    backends: dict[str, DepthBackend] = {
-        "s3d_lite0 (onnxruntime)": accelerate(build_depth(compose("convert", ["depth=s3d_lite0"]).depth), torch.device("cpu"), engine="onnxruntime")
-    }
+    backends: dict[str, DepthBackend] = {}
+    if onnxruntime_available():
+        backends["s3d_lite0 (onnxruntime)"] = accelerate(build_depth(compose("convert", ["depth=s3d_lite0"]).depth), torch.device("cpu"), engine="onnxruntime")
     for name in ("s3d_lite0", "densedepth", "depth_anything_v2_small"):
         try:
             backends[name] = build_depth(compose("convert", [f"depth={name}"]).depth)

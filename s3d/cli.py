@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -33,3 +34,42 @@ def run(job: Callable[..., T], *args) -> T:
     except KeyboardInterrupt:
         print("s3d: interrupted; no output was written", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def config_error(err: Exception, tool: str) -> str:
+    """Hydra's multi-line composition errors as one line that names the option."""
+    text = str(err)
+    unknown = re.match(r"Could not override '([^']+)'", text)
+    if unknown:
+        return f"unknown option '{unknown.group(1)}' ({tool} --help lists every option)"
+    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
+    if missing:
+        group, name = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], flags=re.M)
+        return f"{group}={name}: no such {group}; one of {', '.join(options)}"
+    return text.splitlines()[0]
+
+
+def main(config_name: str, job: Callable, argv: list[str] | None = None, tool: str | None = None):
+    """An entry point: ``key=value`` overrides of ``conf/<config_name>.yaml``, composed as the tests compose
+    them, then :func:`run` ``job(cfg)``. ``--help`` prints the config with its comments; a mistyped option is
+    one line and exit 1, like every other error."""
+    from hydra.errors import HydraException
+
+    from s3d.config import CONF_DIR, compose
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    tool = tool or f"python {config_name}.py"
+    if args and args[0] in ("-h", "--help"):
+        print(f"usage: {tool} [key=value ...]; the options, their defaults and what they do:\n")
+        print((CONF_DIR / f"{config_name}.yaml").read_text())
+        return None
+
+    def composed():
+        try:
+            cfg = compose(config_name, args)
+        except HydraException as err:
+            raise S3DError(None, config_error(err, tool)) from None
+        return job(cfg)
+
+    return run(composed)

@@ -41,6 +41,7 @@ from s3d.io.video import (
     probe_video,
 )
 from s3d.layout import pack, packed_size, wiggle_frames
+from s3d.options import check_convert_options
 from s3d.pipeline import (
     ModelPipeline,
     StereoPipeline,
@@ -307,6 +308,7 @@ def convert_file(cfg: DictConfig, src: Path, progress: Callable[[int, int], None
 
 def convert(cfg: DictConfig) -> list[Path]:
     """Convert ``cfg.input`` (a video, a photo or a folder of them) and return the files written."""
+    check_convert_options(cfg)
     if not cfg.input:
         raise S3DError(None, "no input given: python convert.py input=PATH")
     src = Path(cfg.input).expanduser()

@@ -56,7 +56,7 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert 0 < r["flicker"]["on"] < r["flicker"]["off"]  # the synthetic clip moves; smoothing must calm it
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
     assert {k.split()[0] for k in saved["depth_seconds_per_frame"]} == {"s3d_lite0", "densedepth", "depth_anything_v2_small"}
-    assert saved["engine"] == "onnxruntime"  # engine=auto on the CPU
+    assert saved["engine"] == "torch"  # the default engine; the bench builds depth as convert.py does
     q = saved["view_quality"]
     # the real right eye is the left one shifted: the fitted knobs (screen plane) recover it, the raw conversion does not
     assert q["pair"] == "pair" and q["fitted_gain_db"] > -0.2 and q["converted_psnr"] < 30 and 0.3 < q["converted_sharpness"] < 1.5

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 import torch
 
@@ -66,7 +68,7 @@ def test_onnxruntime_runs_odd_sizes_through_torch(tmp_path, monkeypatch):
 
 
 def test_engine_options_are_checked():
-    with pytest.raises(S3DError, match="engine must be auto, torch, onnxruntime; got 'tensorrt'"):
+    with pytest.raises(S3DError, match="engine must be one of auto, torch, onnxruntime; got 'tensorrt'"):
         resolve_engine("tensorrt", CPU)
     with pytest.raises(S3DError, match="runs on the CPU"):
         resolve_engine("onnxruntime", torch.device("cuda"))
@@ -79,6 +81,21 @@ def test_engine_options_are_checked():
     assert not isinstance(picked.predict, OnnxRuntimePredict) and picked.autocast_dtype == torch.bfloat16
 
 
+def test_convert_py_with_engine_onnxruntime(tmp_path):
+    from conftest import make_video
+
+    clip = make_video(tmp_path / "c.mp4", width=96, height=64, frames=6)
+    out = tmp_path / "o.mkv"
+    env = {**os.environ, "S3D_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "convert.py", f"input={clip}", f"output={out}", "engine=onnxruntime", "depth=tiny_random", "quiet=true"]
+    run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (64, 192, 3)
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1  # the graph it ran
+
+
 def test_convert_refuses_an_unknown_engine_in_one_line(tmp_path):
     from PIL import Image
 
@@ -86,5 +103,5 @@ def test_convert_refuses_an_unknown_engine_in_one_line(tmp_path):
     Image.new("RGB", (64, 48), (90, 120, 30)).save(photo)
     run = subprocess.run([sys.executable, "convert.py", f"input={photo}", "engine=tensorrt", "depth=tiny_random"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 1
-    assert run.stderr.strip().splitlines() == ["s3d: error: engine must be auto, torch, onnxruntime; got 'tensorrt'"]
+    assert run.stderr.strip().splitlines() == ["s3d: error: engine must be one of auto, torch, onnxruntime; got 'tensorrt'"]
     assert list(tmp_path.iterdir()) == [photo]

@@ -1,8 +1,10 @@
 """ONNX Runtime as the CPU inference engine of a depth backend.
 
-On this project's 2-core build machine ONNX Runtime ran the default network about twice as fast as
-eager PyTorch (``make bench``, README Speed): it fuses BatchNorm into the convolutions and its depthwise
-convolutions are faster. The backend's own :meth:`~s3d.depth.base.DepthBackend.predict` is traced once
+An optional engine (``pip install -e '.[onnx]'``, ``engine=onnxruntime``): ONNX Runtime fuses BatchNorm into
+the convolutions and plans its own threads. Measured on this project's 2-core build machine (README, Speed):
+the default network alone about as fast as PyTorch with ``channels_last`` when the machine is idle and about
+twice as fast when other work shares the cores; end to end the same speed, with 100 MB more memory, so
+PyTorch stays the default. The backend's own :meth:`~s3d.depth.base.DepthBackend.predict` is traced once
 into an ONNX graph (batch and size dynamic) and cached under a key of the network's weights, so a changed
 network can never meet a stale graph.
 """
@@ -38,7 +40,7 @@ def onnxruntime_available() -> bool:
 def resolve_engine(engine: str, device: torch.device) -> str:
     """``auto`` is ONNX Runtime on the CPU (when installed) and PyTorch on a GPU."""
     if engine not in ENGINES:
-        raise S3DError(None, f"engine must be {', '.join(ENGINES)}; got '{engine}'")
+        raise S3DError(None, f"engine must be one of {', '.join(ENGINES)}; got '{engine}'")
     if engine == "auto":
         return "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"
     if engine == "onnxruntime":

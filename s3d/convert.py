@@ -20,6 +20,7 @@ from s3d.export import load_model
 from s3d.folder import convert_folder
 from s3d.io.atomic import atomic_output, check_output
 from s3d.io.image import (
+    HEIF_SUFFIXES,
     PHOTO_SUFFIXES,
     is_stereo_photo,
     photo_size,
@@ -28,6 +29,7 @@ from s3d.io.image import (
     write_gif,
     write_photo,
 )
+from s3d.io.mp4box import add_stereo_box
 from s3d.io.overlap import BackgroundSink, background_iter
 from s3d.io.segments import Segment, WorkFolder, fingerprint, frame_pts, plan_segments
 from s3d.io.video import (
@@ -40,7 +42,8 @@ from s3d.io.video import (
     frame_at,
     probe_video,
 )
-from s3d.layout import pack, packed_size, wiggle_frames
+from s3d.layout import pack, packed_size, split, wiggle_frames
+from s3d.layout.detect import from_name, half_from_aspect
 from s3d.options import check_convert_options
 from s3d.pipeline import (
     ModelPipeline,
@@ -151,9 +154,8 @@ def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:
     fmt = CONTAINER_FORMAT.get(out.suffix.lower())
     if fmt is None:
         raise S3DError(out, f"unknown video container '{out.suffix}', use one of {', '.join(CONTAINER_FORMAT)}")
-    stereo_mode = MATROSKA_STEREO_MODE.get(cfg.layout) if fmt in ("matroska", "webm") else None
-    if fmt in ("mp4", "mov") and cfg.layout != "anaglyph":
-        log.warning("%s: MP4 carries no stereo flag written by this build; players must go by the file name", out)
+    # Matroska: the StereoMode element, written by the muxer; MP4/MOV: the st3d box, added after muxing
+    stereo_mode = MATROSKA_STEREO_MODE.get(cfg.layout)
     return out, fmt, stereo_mode
 
 
@@ -199,6 +201,8 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
                     for packet in c.demux(c.streams.video[0]):
                         if packet.size:
                             writer.write_packet(packet)
+        if stereo_mode and fmt in ("mp4", "mov"):
+            add_stereo_box(tmp, stereo_mode)  # PyAV cannot attach stereo side data: the box goes in after muxing
 
 
 class _Reporting:
@@ -249,15 +253,40 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
     return out
 
 
+def stereo_photo_eyes(cfg: DictConfig, src: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two real eyes of a stereo photo, ``(H, W, 3) uint8`` each, or ``None`` for a 2D photo: an MPO or a
+    HEIF stereo pair (Apple spatial photos), or a photo whose name says side by side or over-under
+    (``calf-left-right.jpg``, ``x_LR.jpg``, ``y_TB.png``; half or full from the name, else from the aspect).
+    ``photo.stereo=mono`` takes every photo as 2D."""
+    if cfg.photo.stereo == "mono":
+        return None
+    if is_stereo_photo(src):
+        return read_stereo_photo(src)
+    named = from_name(src.stem)
+    if named is None:
+        return None
+    arrangement, left_first, half = named
+    rgb = read_photo(src)
+    if half is None:
+        half = half_from_aspect(arrangement, rgb.shape[1], rgb.shape[0])
+    frame = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    left, right = split(frame, f"{'half' if half else 'full'}_{arrangement}", left_first is not False)
+    return to_uint8(left)[0].numpy(), to_uint8(right)[0].numpy()
+
+
 def photo_eyes(cfg: DictConfig, src: Path, frame: np.ndarray | None = None) -> tuple[StereoPipeline, torch.Tensor, torch.Tensor]:
-    """``(pipeline, left, right)`` for a photo, or for ``frame`` (one video frame) when given."""
-    if frame is None and is_stereo_photo(src):
+    """``(pipeline, left, right)`` for a photo, or for ``frame`` (one video frame) when given. A stereo photo is
+    repacked from its real eyes (``photo.from_stereo=repack``) or converted from the eye ``eye=`` names
+    (``photo.from_stereo=convert``)."""
+    eyes = stereo_photo_eyes(cfg, src) if frame is None else None
+    if eyes is not None and cfg.photo.from_stereo == "repack":
         device = torch.device("cpu")
-        left_np, right_np = read_stereo_photo(src)
-        left, right = (to_tensor(torch.from_numpy(a)[None], device) for a in (left_np, right_np))
+        left, right = (to_tensor(torch.from_numpy(np.ascontiguousarray(a))[None], device) for a in eyes)
         return StereoPipeline(None, stereo_settings(cfg), device), left, right  # type: ignore[arg-type]  # no depth needed
+    if eyes is not None:
+        frame = eyes[1] if cfg.eye == "right" else eyes[0]
     pipeline = _pipeline(cfg)
-    left, right = pipeline.eyes(torch.from_numpy(read_photo(src) if frame is None else frame)[None])
+    left, right = pipeline.eyes(torch.from_numpy(np.ascontiguousarray(read_photo(src) if frame is None else frame))[None])
     return pipeline, left, right
 
 
@@ -271,7 +300,8 @@ def write_wiggle(cfg: DictConfig, gif: Path, left: torch.Tensor, right: torch.Te
 def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     """A mono photo becomes a stereo photo (and a wiggle GIF); an MPO stereo photo is repacked from its real eyes."""
     check_frame_size(src, *photo_size(src), cfg.max_pixels)
-    out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, ".jpg" if src.suffix.lower() == ".mpo" else src.suffix, cfg.get("output_dir"))
+    suffix = ".jpg" if src.suffix.lower() in {".mpo", *HEIF_SUFFIXES} else src.suffix  # formats few viewers open: written as JPEG
+    out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, suffix, cfg.get("output_dir"))
     pipeline, left, right = photo_eyes(cfg, src)
     written = []
     with atomic_output(out, cfg.overwrite) as tmp:

@@ -23,6 +23,8 @@ CHOICES = {
     "engine": ENGINES,
     "precision": ("auto", *PRECISIONS),
     "on_error": ("skip", "stop"),
+    "photo.stereo": ("auto", "mono"),
+    "photo.from_stereo": ("repack", "convert"),
     "video.format": tuple(k.lstrip(".") for k in CONTAINER_FORMAT),
 }
 # option -> (lowest, highest, whole numbers only); None = unbounded on that side

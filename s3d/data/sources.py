@@ -53,6 +53,7 @@ from s3d.depth.base import file_sha256
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.image import read_photo, read_stereo_photo, write_photo
+from s3d.io.mp4box import boxes, read_moov
 from s3d.io.video import probe_video, read_frames_at
 from s3d.layout import split
 
@@ -350,47 +351,8 @@ class Spherical:
         return self.kind == "equirect" and self.lon_range[1] - self.lon_range[0] >= 360
 
 
-def _boxes(data: bytes, start: int = 0, end: int | None = None):
-    """``(type, body start, box end)`` of the ISO-BMFF boxes in ``data[start:end]``."""
-    end = len(data) if end is None else end
-    while start + 8 <= end:
-        size, typ = struct.unpack(">I4s", data[start : start + 8])
-        head = 8
-        if size == 1:
-            size, head = struct.unpack(">Q", data[start + 8 : start + 16])[0], 16
-        elif size == 0:
-            size = end - start
-        if size < head or start + size > end:
-            return
-        yield typ, start + head, start + size
-        start += size
-
-
-def _moov(path: Path) -> bytes | None:
-    """The ``moov`` box of an MP4/MOV file (read without loading the media data), or None."""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        total = f.tell()
-        pos = 0
-        while pos + 8 <= total:
-            f.seek(pos)
-            head = f.read(16)
-            size, typ = struct.unpack(">I4s", head[:8])
-            if size == 1:
-                size = struct.unpack(">Q", head[8:16])[0]
-            elif size == 0:
-                size = total - pos
-            if size < 8:
-                return None
-            if typ == b"moov":
-                f.seek(pos)
-                return f.read(size)
-            pos += size
-    return None
-
-
 def _find(data: bytes, start: int, end: int, found: dict) -> None:
-    for typ, body, stop in _boxes(data, start, end):
+    for typ, _, body, stop in boxes(data, start, end, strict=False):
         if typ in _CONTAINERS:
             _find(data, body, stop, found)
         elif typ == b"stsd":
@@ -434,7 +396,7 @@ def parse_meshes(mshp: bytes) -> list[torch.Tensor]:
     elif encoding != b"raw ":
         raise ValueError(f"unknown mesh encoding {encoding!r}")
     meshes = []
-    for typ, body, stop in _boxes(payload):
+    for typ, _, body, stop in boxes(payload, strict=False):
         if typ != b"mesh":
             continue
         b = _Bits(payload[body:stop])
@@ -492,7 +454,8 @@ def spherical(path: Path) -> Spherical:
     (``360`` -> full sphere; ``vr180``/``180`` -> 180 x 180 degrees)."""
     found: dict = {}
     if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-        moov = _moov(path)
+        moov_box = read_moov(path)
+        moov = moov_box[0] if moov_box else None
         if moov:
             _find(moov, 0, len(moov), found)
     if "mshp" in found:

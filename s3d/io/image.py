@@ -1,4 +1,4 @@
-"""Photos in and out: JPEG/PNG/WebP, MPO stereo photos (3D cameras), wiggle GIFs."""
+"""Photos in and out: JPEG/PNG/WebP, stereo photos (MPO of 3D cameras, Apple spatial photos in HEIF), wiggle GIFs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from s3d.errors import S3DError
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".mpo"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".mpo", ".heic", ".heif"}
+HEIF_SUFFIXES = {".heic", ".heif"}
+
+
+def _heif_opener() -> bool:
+    """Teach Pillow HEIF (pillow-heif, optional: ``pip install -e '.[heif]'``); False when it is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF = _heif_opener()
 
 
 def _open(path: Path) -> Image.Image:
@@ -17,6 +31,8 @@ def _open(path: Path) -> Image.Image:
         raise S3DError(path, "no such file")
     if path.stat().st_size == 0:
         raise S3DError(path, "file is empty")
+    if path.suffix.lower() in HEIF_SUFFIXES and not HEIF:
+        raise S3DError(path, "reading HEIF photos needs pillow-heif: pip install pillow-heif")
     try:
         img = Image.open(path)
         img.load()
@@ -49,19 +65,33 @@ def read_photo(path: Path) -> np.ndarray:
     return _rgb(_open(path))
 
 
+def _heif_stereo_group(path: Path) -> list[int] | None:
+    """The image indices of a HEIF's stereo pair entity group (``ster``: left, then right), or ``None``."""
+    import pillow_heif
+
+    groups = pillow_heif.open_heif(str(path)).info.get("entity_groups") or []
+    pair = next((g.get("images") for g in groups if g.get("type") == "ster"), None)
+    return list(pair) if pair is not None and len(pair) == 2 else None
+
+
 def is_stereo_photo(path: Path) -> bool:
-    """True for a two-frame MPO (the stereo format of 3D cameras such as Fujifilm's W3)."""
+    """True for a photo that holds two eyes: a two-frame MPO (3D cameras such as Fujifilm's W3) or a HEIF with a
+    stereo pair entity group (Apple spatial photos)."""
     img = _open(path)
+    if img.format == "HEIF":
+        return _heif_stereo_group(path) is not None
     return img.format == "MPO" and getattr(img, "n_frames", 1) == 2
 
 
 def read_stereo_photo(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Split an MPO stereo photo into ``(left, right)``, each ``(H, W, 3) uint8``; frame 1 is the left eye."""
+    """Split a stereo photo into ``(left, right)``, each ``(H, W, 3) uint8``: an MPO's frame 1 is the left eye;
+    a HEIF's stereo group names the left image first."""
     img = _open(path)
-    if getattr(img, "n_frames", 1) != 2:
+    order = (_heif_stereo_group(path) if img.format == "HEIF" else None) or [0, 1]
+    if getattr(img, "n_frames", 1) < 2 or max(order) >= getattr(img, "n_frames", 1):
         raise S3DError(path, f"not a stereo photo: {getattr(img, 'n_frames', 1)} frame(s), expected 2")
     eyes = []
-    for i in range(2):
+    for i in order:
         img.seek(i)
         eyes.append(np.array(img.convert("RGB")))
     if eyes[0].shape != eyes[1].shape:

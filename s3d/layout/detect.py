@@ -65,7 +65,11 @@ def from_metadata(metadata: dict[str, str]) -> tuple[str, bool] | None:
 
 def from_name(name: str) -> tuple[str, bool | None, bool | None] | None:
     """``(arrangement, left_first or None, half or None)`` from the file name's tokens, or ``None``."""
-    tokens = [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+    joined = {r"left[-_ .]?right": "lr", r"right[-_ .]?left": "rl", r"top[-_ .]?bottom": "tb", r"bottom[-_ .]?top": "bt"}
+    name = name.lower()
+    for pattern, token in joined.items():  # stereo photo names: calf-left-right.jpg, card.right-left.jpg
+        name = re.sub(pattern, token, name)
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name) if t]
     found = [NAME_TOKENS[t] for t in tokens if t in NAME_TOKENS]
     if not found or len({a for a, _ in found}) != 1:
         return None

@@ -29,7 +29,7 @@ from s3d.io.image import (
     write_gif,
     write_photo,
 )
-from s3d.io.mp4box import add_stereo_box
+from s3d.io.mp4box import ST3D_MODES, add_stereo_box
 from s3d.io.overlap import BackgroundSink, background_iter
 from s3d.io.segments import Segment, WorkFolder, fingerprint, frame_pts, plan_segments
 from s3d.io.video import (
@@ -65,6 +65,8 @@ LAYOUT_SUFFIX = {
     "half_sbs": "_LR_Half_SBS",
     "full_ou": "_TBF_Full_TB",
     "half_ou": "_TB_Half_TB",
+    "full_cross": "_RL_Full_SBS",  # "rl": right eye first (RAD TV, Skybox, DeoVR read the token)
+    "half_cross": "_RL_Half_SBS",
     "anaglyph": "_anaglyph",
 }
 
@@ -201,7 +203,7 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
                     for packet in c.demux(c.streams.video[0]):
                         if packet.size:
                             writer.write_packet(packet)
-        if stereo_mode and fmt in ("mp4", "mov"):
+        if stereo_mode in ST3D_MODES and fmt in ("mp4", "mov"):  # st3d has no right-eye-first mode: cross-eyed MP4 goes by its name
             add_stereo_box(tmp, stereo_mode)  # PyAV cannot attach stereo side data: the box goes in after muxing
 
 

@@ -74,7 +74,7 @@ def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) ->
 def uint8_shortcut(s: StereoSettings, h: int, w: int, even: bool) -> bool:
     """Whether the packed frame is the input eye beside (or over) one rendered eye at full size, unpadded: then
     the input eye is copied as it is and only the other eye is rendered, straight to uint8."""
-    return s.layout in ("full_sbs", "full_ou") and s.eye != "center" and not (even and (h % 2 or w % 2))
+    return s.layout in ("full_sbs", "full_ou", "full_cross") and s.eye != "center" and not (even and (h % 2 or w % 2))
 
 
 def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, threads: int | None = None) -> torch.Tensor:
@@ -94,8 +94,10 @@ def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.T
 
 
 def join_eyes(frames: torch.Tensor, other: torch.Tensor, s: StereoSettings) -> torch.Tensor:
-    """The input eye and the rendered one, both ``(B, H, W, 3) uint8``, packed full SBS or full OU."""
+    """The input eye and the rendered one, both ``(B, H, W, 3) uint8``, packed full SBS, full OU or full cross."""
     left, right = (frames, other) if s.eye == "left" else (other, frames)
+    if s.layout == "full_cross":
+        return torch.cat((right, left), dim=2)
     return torch.cat((left, right), dim=2 if s.layout == "full_sbs" else 1)
 
 

@@ -51,7 +51,14 @@ def test_sbs_mkv_doubles_width_keeps_audio_frames_timestamps_and_flags_stereo(sa
 
 @pytest.mark.parametrize(
     "layout,size,mode",
-    [("half_sbs", (64, 48), "left_right"), ("full_ou", (64, 96), "top_bottom"), ("half_ou", (64, 48), "top_bottom"), ("anaglyph", (64, 48), None)],
+    [
+        ("half_sbs", (64, 48), "left_right"),
+        ("full_ou", (64, 96), "top_bottom"),
+        ("half_ou", (64, 48), "top_bottom"),
+        ("full_cross", (128, 48), "right_left"),
+        ("half_cross", (64, 48), "right_left"),
+        ("anaglyph", (64, 48), None),
+    ],
 )
 def test_layouts(tiny_video: Path, layout, size, mode):
     out = run_convert(f"input={tiny_video}", f"layout={layout}")[0]

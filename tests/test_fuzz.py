@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from s3d.convert import LAYOUT_SUFFIX
 from s3d.layout import pack, packed_size, split
 from s3d.layout.detect import METADATA_MODES, NAME_TOKENS, detect_layout, from_metadata, from_name
+from s3d.layout.pack import CROSS
 
 sizes = st.tuples(st.integers(1, 3), st.integers(2, 40), st.integers(2, 40))  # batch, height, width
 
@@ -74,5 +75,6 @@ def test_metadata_wins_over_the_name(mode, name):
 def test_our_own_output_names_are_read_back_as_what_we_wrote(layout, stem, h, w):
     ph, pw = packed_size(layout, h, w)
     found = detect_layout(f"{stem}{LAYOUT_SUFFIX[layout]}.mkv", {}, torch.zeros(3, ph, pw))
-    assert found is not None and found.name == layout and found.left_first and found.source == "name"
-    assert re.search(r"_(LRF?|TBF?)_", LAYOUT_SUFFIX[layout])
+    # a cross-eyed file reads back as side by side with the right eye first
+    assert found is not None and found.name == CROSS.get(layout, layout) and found.left_first == (layout not in CROSS) and found.source == "name"
+    assert re.search(r"_(LRF?|TBF?|RL)_", LAYOUT_SUFFIX[layout])

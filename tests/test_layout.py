@@ -57,3 +57,13 @@ def test_wiggle_frames_loop():
     assert len(two) == 2 and torch.equal(two[0], left) and torch.equal(two[1], right)
     smooth = wiggle_frames(left, right, 4)
     assert len(smooth) == 8 and smooth[2].mean() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("layout", ["full_cross", "half_cross"])
+def test_cross_eyed_is_side_by_side_with_the_right_eye_first(layout):
+    left, right = torch.zeros(1, 3, 4, 6), torch.ones(1, 3, 4, 6)
+    cross = pack(left, right, layout)
+    assert torch.equal(cross, pack(right, left, layout.replace("cross", "sbs")))
+    assert cross[..., : cross.shape[-1] // 2].min() == 1 and cross[..., cross.shape[-1] // 2 :].max() == 0
+    a, b = split(cross, layout)
+    assert torch.equal(a, left) and torch.equal(b, right)

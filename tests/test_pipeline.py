@@ -22,7 +22,7 @@ def _depth():
     return build_depth(compose("convert", ["depth=tiny_random"]).depth)
 
 
-@pytest.mark.parametrize("layout", ["full_sbs", "full_ou"])
+@pytest.mark.parametrize("layout", ["full_sbs", "full_ou", "full_cross"])
 @pytest.mark.parametrize("eye", ["left", "right"])
 def test_uint8_fast_path_matches_float_packing(layout: str, eye: str):
     frames = torch.randint(0, 256, (2, 32, 48, 3), dtype=torch.uint8)
@@ -33,9 +33,9 @@ def test_uint8_fast_path_matches_float_packing(layout: str, eye: str):
     # on the CPU the numba kernel renders the other eye: the same bytes as the float path (tests/test_kernel.py)
     assert (fast.int() - plain.int()).abs().max() <= (0 if HAVE_NUMBA else 1)
     # the input eye is passed through bit for bit
-    half = fast[:, :, :48] if layout == "full_sbs" else fast[:, :32]
-    other = fast[:, :, 48:] if layout == "full_sbs" else fast[:, 32:]
-    assert torch.equal(half if eye == "left" else other, frames)
+    first, second = (fast[:, :, :48], fast[:, :, 48:]) if layout != "full_ou" else (fast[:, :32], fast[:, 32:])
+    left, right = (second, first) if layout == "full_cross" else (first, second)  # cross-eyed: the right eye first
+    assert torch.equal(left if eye == "left" else right, frames)
 
 
 def test_odd_frames_take_the_padding_path():

@@ -49,6 +49,17 @@ def test_a_side_by_side_photo_is_repacked_from_its_real_eyes(tmp_path):
     crossed = tmp_path / "card.right-left.png"  # a cross-view card: the right eye first
     Image.fromarray(np.concatenate((right, left), axis=1)).save(crossed)
     assert np.array_equal(_run(tmp_path, crossed, "layout=full_sbs"), np.concatenate((left, right), axis=1))
+    assert np.array_equal(_run(tmp_path, src, "layout=full_cross"), np.concatenate((right, left), axis=1))
+
+
+def test_a_2d_photo_to_cross_eyed_keeps_the_input_eye_on_the_right(tmp_path):
+    left, _ = _eyes()
+    src = tmp_path / "flat.png"
+    Image.fromarray(left).save(src)
+    cross = _run(tmp_path, src, "layout=full_cross")
+    assert cross.shape == (48, 128, 3) and np.array_equal(cross[:, 64:], left) and not np.array_equal(cross[:, :64], left)
+    sbs = _run(tmp_path, src, "layout=full_sbs")
+    assert np.array_equal(cross[:, :64], sbs[:, 64:])  # the same synthesised right eye, on the other side
 
 
 def test_a_stereo_photo_can_drive_a_2d_conversion_from_either_eye(tmp_path):

@@ -21,7 +21,14 @@ from s3d.errors import S3DError, check_frame_size
 log = logging.getLogger(__name__)
 
 # Matroska StereoMode names as libavformat spells them (the element players read).
-MATROSKA_STEREO_MODE = {"full_sbs": "left_right", "half_sbs": "left_right", "full_ou": "top_bottom", "half_ou": "top_bottom"}
+MATROSKA_STEREO_MODE = {
+    "full_sbs": "left_right",
+    "half_sbs": "left_right",
+    "full_ou": "top_bottom",
+    "half_ou": "top_bottom",
+    "full_cross": "right_left",
+    "half_cross": "right_left",
+}
 CONTAINER_FORMAT = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".webm": "webm"}
 # Audio codecs MP4/MOV players accept; others are re-encoded to AAC there.
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 from s3d.layout.anaglyph import anaglyph
 
-LAYOUTS = ("full_sbs", "half_sbs", "full_ou", "half_ou", "anaglyph")
+# Cross-eyed viewing (and players set to "RL"): side by side with the right eye first.
+CROSS = {"full_cross": "full_sbs", "half_cross": "half_sbs"}
+LAYOUTS = ("full_sbs", "half_sbs", "full_ou", "half_ou", *CROSS, "anaglyph")
 
 
 def _check_layout(layout: str) -> None:
@@ -28,6 +30,7 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 def packed_size(layout: str, height: int, width: int) -> tuple[int, int]:
     """Frame size ``(H, W)`` of the packed output for eyes of ``height x width``."""
     _check_layout(layout)
+    layout = CROSS.get(layout, layout)
     return {
         "full_sbs": (height, 2 * width),
         "half_sbs": (height, 2 * (width // 2)),
@@ -44,6 +47,8 @@ def pack(left: torch.Tensor, right: torch.Tensor, layout: str, left_first: bool 
     Half layouts squeeze each eye to half the width (SBS) or height (OU) with an antialiased resize.
     """
     _check_layout(layout)
+    if layout in CROSS:
+        return pack(left, right, CROSS[layout], not left_first)
     if left.shape != right.shape or left.dim() != 4:
         raise ValueError(f"eyes must be two (B, C, H, W) tensors of one shape, got {tuple(left.shape)} and {tuple(right.shape)}")
     if layout == "anaglyph":
@@ -63,6 +68,8 @@ def split(frame: torch.Tensor, layout: str, left_first: bool = True) -> tuple[to
     ``(B, C, H, W) -> ((B, C, h, w), (B, C, h, w))``. An odd middle column/row is dropped.
     """
     _check_layout(layout)
+    if layout in CROSS:
+        return split(frame, CROSS[layout], not left_first)
     if layout == "anaglyph":
         raise ValueError("an anaglyph cannot be split back into two colour eyes")
     h, w = frame.shape[-2:]

@@ -19,6 +19,7 @@ from s3d.errors import S3DError, check_frame_size
 from s3d.export import load_model
 from s3d.folder import convert_folder
 from s3d.io.atomic import atomic_output, check_output
+from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
 from s3d.io.image import (
     HEIF_SUFFIXES,
     PHOTO_SUFFIXES,
@@ -102,18 +103,27 @@ def depth_backend(cfg: DictConfig, device: torch.device) -> DepthBackend:
     return accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last, cfg.engine)
 
 
-def _pipeline(cfg: DictConfig, video: bool = False) -> StereoPipeline:
+def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None = None, maps_out: DepthMapsOut | None = None) -> StereoPipeline:
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg)) if video else (None, None)
     if cfg.checkpoint:
+        if maps_in is not None or maps_out is not None:
+            raise S3DError(cfg.checkpoint, "depth_in/depth_out work with the depth backends, not with a checkpoint= model")
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
         return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal, reuse)
-    depth = depth_backend(cfg, device)
+    depth = None if maps_in is not None else depth_backend(cfg, device)  # the user's depth maps: no network
     if device.type == "cpu":
         warm_up()  # the synthesis kernel's compile (or cache load) before the first frame, not inside it
-    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse)
+    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse, maps_in, maps_out)
+
+
+def depth_maps(cfg: DictConfig, src: Path, frames: int, photo: bool) -> tuple[DepthMapsIn | None, DepthMapsOut | None]:
+    """``depth_in=`` / ``depth_out=``, checked before any work (map count, existing maps)."""
+    maps_in = DepthMapsIn(Path(cfg.depth_in), frames) if cfg.depth_in else None
+    maps_out = DepthMapsOut(Path(cfg.depth_out).expanduser(), src.stem, photo, cfg.overwrite) if cfg.depth_out else None
+    return maps_in, maps_out
 
 
 def _batches(frames, size: int):
@@ -133,6 +143,7 @@ def _batches(frames, size: int):
 NOT_PICTURE_SETTINGS = (
     "input",
     "output",
+    "depth_out",
     "overwrite",
     "quiet",
     "resume",
@@ -162,9 +173,18 @@ def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:
 
 
 def convert_segment(
-    pipeline: StereoPipeline, info: VideoInfo, seg: Segment, path: Path, enc: EncoderSettings, size: tuple[int, int], batch_size: int, bar: _Reporting
+    pipeline: StereoPipeline,
+    info: VideoInfo,
+    seg: Segment,
+    path: Path,
+    enc: EncoderSettings,
+    size: tuple[int, int],
+    batch_size: int,
+    bar: _Reporting,
+    index_of: dict[int, int] | None = None,
 ) -> None:
-    """Convert one segment into its own video-only file (complete or absent)."""
+    """Convert one segment into its own video-only file (complete or absent). ``index_of``: each frame's
+    index in the video by its pts, for depth maps in and out."""
     pipeline.reset()
     ph, pw = size
     with atomic_output(path, overwrite=True) as tmp, VideoWriter(tmp, "matroska", info, pw, ph, enc, None, side_streams=False) as writer:
@@ -186,7 +206,8 @@ def convert_segment(
                     pipeline.prime(batch[[not k for k in keep]])
                     batch, stamps = batch[keep], [p for p, k in zip(stamps, keep) if k]
                 if len(stamps):
-                    sink.put((pipeline(batch).numpy(), stamps))
+                    ids = [index_of[p] for p in stamps] if index_of is not None else None
+                    sink.put((pipeline(batch, ids=ids).numpy(), stamps))
                     done += len(stamps)
                     bar.update(len(stamps))
     if seg.frames and done != seg.frames:
@@ -227,19 +248,26 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
     ph, pw = packed_size(cfg.layout, info.height, info.width)
     size = (ph + ph % 2, pw + pw % 2)
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
-    segments = plan_segments(frame_pts(src) if cfg.segment_frames else None, cfg.segment_frames, cfg.temporal.warmup)
+    all_pts = frame_pts(src) if cfg.segment_frames or cfg.depth_in or cfg.depth_out else None
+    index_of = None
+    if cfg.depth_in or cfg.depth_out:
+        if all_pts is None:
+            raise S3DError(src, "depth_in/depth_out need every frame's timestamp, and this file has frames without one")
+        index_of = {pts: i for i, pts in enumerate(sorted(all_pts))}
+    maps_in, maps_out = depth_maps(cfg, src, len(all_pts or []), photo=False)
+    segments = plan_segments(all_pts if cfg.segment_frames else None, cfg.segment_frames, cfg.temporal.warmup)
     work = WorkFolder(out, fingerprint(src, picture_settings(cfg)), segments, cfg.resume)
     rank, world = worker_rank()
     mine = [s for s in segments if s.index % world == rank and not work.done(s)]
     if work.resumed and len(mine) < len(segments):
         log.info("%s: resuming, %d of %d segments already done", out, len(segments) - len(mine), len(segments))
     try:
-        pipeline = _pipeline(cfg, video=True)
+        pipeline = _pipeline(cfg, video=True, maps_in=maps_in, maps_out=maps_out)
         done_frames = sum(s.frames for s in segments if work.done(s))
         with tqdm(total=info.frames or None, initial=done_frames, unit="frame", desc=src.name, disable=cfg.quiet or rank > 0, file=sys.stderr) as bar:
             reporting = _Reporting(bar, progress, done_frames, sum(s.frames for s in segments) or info.frames)
             for seg in mine:
-                convert_segment(pipeline, info, seg, work.part(seg), enc, size, cfg.batch_size, reporting)
+                convert_segment(pipeline, info, seg, work.part(seg), enc, size, cfg.batch_size, reporting, index_of)
         if world > 1:
             wait_for_workers()
             if rank > 0:
@@ -287,8 +315,9 @@ def photo_eyes(cfg: DictConfig, src: Path, frame: np.ndarray | None = None) -> t
         return StereoPipeline(None, stereo_settings(cfg), device), left, right  # type: ignore[arg-type]  # no depth needed
     if eyes is not None:
         frame = eyes[1] if cfg.eye == "right" else eyes[0]
-    pipeline = _pipeline(cfg)
-    left, right = pipeline.eyes(torch.from_numpy(np.ascontiguousarray(read_photo(src) if frame is None else frame))[None])
+    maps_in, maps_out = depth_maps(cfg, src, 1, photo=True) if frame is None else (None, None)
+    pipeline = _pipeline(cfg, maps_in=maps_in, maps_out=maps_out)
+    left, right = pipeline.eyes(torch.from_numpy(np.ascontiguousarray(read_photo(src) if frame is None else frame))[None], ids=[0])
     return pipeline, left, right
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from s3d.depth.base import DepthBackend
+from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
 from s3d.layout import pack
 from s3d.stereo import nearness_to_disparity, synthesize_view
 from s3d.stereo.kernel import synthesize_view_uint8
@@ -105,15 +106,34 @@ class StereoPipeline:
     """Convert batches of mono frames to packed stereo frames."""
 
     def __init__(
-        self, depth: DepthBackend, settings: StereoSettings, device: torch.device, temporal: TemporalSmoother | None = None, reuse: DepthReuse | None = None
+        self,
+        depth: DepthBackend | None,
+        settings: StereoSettings,
+        device: torch.device,
+        temporal: TemporalSmoother | None = None,
+        reuse: DepthReuse | None = None,
+        maps_in: DepthMapsIn | None = None,
+        maps_out: DepthMapsOut | None = None,
     ):
         self.depth, self.settings, self.device, self.temporal, self.reuse = depth, settings, device, temporal, reuse
+        self.maps_in, self.maps_out = maps_in, maps_out  # depth_in= / depth_out= (s3d.io.depth_maps)
 
-    def nearness(self, image: torch.Tensor) -> torch.Tensor:
-        """Depth of consecutive frames ``(B, 3, H, W) -> (B, 1, H, W)``: the network skipped on frames that
-        barely changed (``reuse``) and smoothed over time (``temporal``), if configured."""
+    def nearness(self, image: torch.Tensor, ids: list[int] | None = None) -> torch.Tensor:
+        """Depth of consecutive frames ``(B, 3, H, W) -> (B, 1, H, W)``: the user's maps for frames ``ids``
+        (``maps_in``), or the network, skipped on frames that barely changed (``reuse``) and smoothed over time
+        (``temporal``), if configured."""
+        if self.maps_in is not None:
+            if ids is None:
+                raise ValueError("depth maps in need the frames' indices")
+            return self.maps_in.read(ids, tuple(image.shape[-2:])).to(image.device)
         near = self.depth(image) if self.reuse is None else self.reuse(self.depth, image)
         return self.temporal(near, image) if self.temporal is not None else near
+
+    def _nearness_out(self, image: torch.Tensor, ids: list[int] | None) -> torch.Tensor:
+        near = self.nearness(image, ids)
+        if self.maps_out is not None and ids is not None:
+            self.maps_out.write(ids, near)  # exactly what drives the warp
+        return near
 
     def reset(self) -> None:
         """Between videos (or segments): nothing of the last one's depth carries over."""
@@ -124,14 +144,14 @@ class StereoPipeline:
     @torch.inference_mode()
     def prime(self, frames: torch.Tensor) -> None:
         """Feed frames that come before the ones to convert through depth and smoothing only."""
-        if self.temporal is not None:
+        if self.temporal is not None and self.maps_in is None:
             self.nearness(to_tensor(frames, self.device))
 
     @torch.inference_mode()
-    def eyes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``."""
+    def eyes(self, frames: torch.Tensor, ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``; ``ids``: the frames' indices (depth maps in/out)."""
         image = to_tensor(frames, self.device)
-        return make_eyes(image, self.nearness(image), self.settings)
+        return make_eyes(image, self._nearness_out(image, ids), self.settings)
 
     @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
@@ -139,11 +159,12 @@ class StereoPipeline:
         packed = pack(left, right, s.layout, anaglyph_method=s.anaglyph_method)
         return to_uint8(pad_even(packed) if even else packed)
 
-    def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
-        """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout."""
+    def __call__(self, frames: torch.Tensor, even: bool = True, ids: list[int] | None = None) -> torch.Tensor:
+        """``(B, H, W, 3) uint8 -> (B, H', W', 3) uint8`` packed in the configured layout; ``ids``: the frames'
+        indices in the video (depth maps in/out)."""
         with torch.inference_mode():
             image = to_tensor(frames, self.device)
-            return self.render(frames, image, self.nearness(image), even)
+            return self.render(frames, image, self._nearness_out(image, ids), even)
 
     @torch.inference_mode()
     def render(self, frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, even: bool = True) -> torch.Tensor:
@@ -180,7 +201,7 @@ class ModelPipeline(StereoPipeline):
         self.model = model
 
     @torch.inference_mode()
-    def eyes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def eyes(self, frames: torch.Tensor, ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         image = to_tensor(frames, self.device)
         if self.settings.eye == "right":
             mirrored = image.flip(-1)
@@ -188,7 +209,7 @@ class ModelPipeline(StereoPipeline):
         return image, self.model(image, self.nearness(image))["pred"]
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, even: bool = True) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, even: bool = True, ids: list[int] | None = None) -> torch.Tensor:
         s = self.settings
         left, right = self.eyes(frames)  # the model renders the other eye, in float on the device
         if uint8_shortcut(s, *frames.shape[1:3], even):

@@ -80,7 +80,16 @@ def default_output(input_path: Path, layout: str, suffix: str, folder: str | Non
 
 def stereo_settings(cfg: DictConfig) -> StereoSettings:
     try:
-        return StereoSettings(cfg.layout, cfg.eye, float(cfg.divergence), float(cfg.convergence), cfg.anaglyph.method, cfg.interpolation)
+        return StereoSettings(
+            cfg.layout,
+            cfg.eye,
+            float(cfg.divergence),
+            float(cfg.convergence),
+            cfg.anaglyph.method,
+            cfg.interpolation,
+            float(cfg.comfort.foreground_scale),
+            int(cfg.comfort.edge_dilation),
+        )
     except ValueError as err:  # a mistyped option is one line, before any work
         raise S3DError(None, str(err)) from None
 

@@ -36,6 +36,8 @@ RANGES = {
     "workers": (1, None, True),
     "segment_frames": (0, None, True),
     "max_pixels": (1, None, True),
+    "comfort.foreground_scale": (0.0, 10.0, False),
+    "comfort.edge_dilation": (0, 64, True),
     "temporal.smoothing": (0.0, 0.99, False),
     "temporal.scene_cut": (0.0, 1.0, False),
     "temporal.motion": (0.0, 1.0, False),

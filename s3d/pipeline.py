@@ -11,6 +11,7 @@ from s3d.depth.base import DepthBackend
 from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
 from s3d.layout import pack
 from s3d.stereo import nearness_to_disparity, synthesize_view
+from s3d.stereo.comfort import shape_nearness
 from s3d.stereo.kernel import synthesize_view_uint8
 from s3d.stereo.temporal import DepthReuse, TemporalSmoother
 
@@ -26,6 +27,8 @@ class StereoSettings:
     convergence: float = 0.5
     anaglyph_method: str = "dubois"
     interpolation: str = "bicubic"  # how the input eye is read at fractional columns: bicubic (sharp) | bilinear (faster on CPU)
+    foreground_scale: float = 0.0  # comfort: compress the near range (s3d.stereo.comfort)
+    edge_dilation: int = 0  # comfort: grow the near side of depth edges by this many pixels
 
     def __post_init__(self):
         if self.eye not in EYES:
@@ -63,7 +66,7 @@ def pad_even(images: torch.Tensor) -> torch.Tensor:
 
 def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """``image (B, 3, H, W)``, ``nearness (B, 1, H, W)`` -> ``(left, right)``, each ``(B, 3, H, W)``."""
-    d = nearness_to_disparity(nearness, image.shape[-1], s.divergence, s.convergence)
+    d = nearness_to_disparity(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image.shape[-1], s.divergence, s.convergence)
     mode = s.interpolation
     if s.eye == "left":
         return image, synthesize_view(image, d, direction=1, mode=mode)
@@ -88,7 +91,7 @@ def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.T
     if s.eye not in ("left", "right"):
         raise ValueError(f"the other eye of eye={s.eye}: needs eye=left or eye=right")
     if image.device.type == "cpu":
-        d = nearness_to_disparity(nearness, image.shape[-1], s.divergence, s.convergence)
+        d = nearness_to_disparity(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image.shape[-1], s.divergence, s.convergence)
         return synthesize_view_uint8(frames, d, 1 if s.eye == "left" else -1, s.interpolation, threads)
     left, right = make_eyes(image, nearness, s)
     return to_uint8(right if s.eye == "left" else left)

@@ -212,9 +212,9 @@ class App:
 
     def preview(self, job: Job, layout: str, divergence: float, convergence: float) -> list[str]:
         cfg = self.convert_cfg(job, layout, divergence, convergence)
-        anaglyph, wiggle = self.work.submit(lambda: preview(cfg, job.upload, job.folder)).result()
-        job.files.update({anaglyph.name: anaglyph, wiggle.name: wiggle})
-        return [anaglyph.name, wiggle.name]
+        images = self.work.submit(lambda: preview(cfg, job.upload, job.folder)).result()
+        job.files.update({p.name: p for p in images})
+        return [p.name for p in images]
 
     def start(self, job: Job, layout: str, divergence: float, convergence: float) -> None:
         cfg = self.convert_cfg(job, layout, divergence, convergence)

@@ -352,19 +352,31 @@ def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     return written
 
 
-def preview(cfg: DictConfig, src: Path, folder: Path) -> tuple[Path, Path]:
-    """One frame (a photo, or the middle of a video) as ``preview_anaglyph.png`` and ``preview_wiggle.gif``
-    in ``folder``, to judge the settings without a headset."""
+def preview(cfg: DictConfig, src: Path, folder: Path) -> tuple[Path, ...]:
+    """One frame (a photo, or the middle of a video) as ``preview_anaglyph.png``, ``preview_wiggle.gif`` and, when
+    a depth network ran, ``preview_depth.png`` (near = bright) in ``folder``: the settings and what the converter
+    believes, judged without a headset."""
     if src.suffix.lower() in PHOTO_SUFFIXES:
         check_frame_size(src, *photo_size(src), cfg.max_pixels)
-        _, left, right = photo_eyes(cfg, src)
+        frame = None
+        pipeline, left, right = photo_eyes(cfg, src)
     else:
         info = probe_video(src, cfg.max_pixels)
-        _, left, right = photo_eyes(cfg, src, frame_at(info, (info.duration or 0) / 2))
+        frame = frame_at(info, (info.duration or 0) / 2)
+        pipeline, left, right = photo_eyes(cfg, src, frame)
     anaglyph_path = folder / "preview_anaglyph.png"
     with atomic_output(anaglyph_path, overwrite=True) as tmp:
         write_photo(tmp, to_uint8(pack(left, right, "anaglyph", anaglyph_method=cfg.anaglyph.method))[0].numpy(), cfg.photo.quality)
-    return anaglyph_path, write_wiggle(cfg, folder / "preview_wiggle.gif", left, right, overwrite=True)
+    written = [anaglyph_path, write_wiggle(cfg, folder / "preview_wiggle.gif", left, right, overwrite=True)]
+    if pipeline.depth is not None and pipeline.maps_in is None:
+        rgb = read_photo(src) if frame is None else frame
+        with torch.inference_mode():
+            near = pipeline.nearness(to_tensor(torch.from_numpy(np.ascontiguousarray(rgb))[None], pipeline.device))
+        depth_path = folder / "preview_depth.png"
+        with atomic_output(depth_path, overwrite=True) as tmp:
+            write_photo(tmp, to_uint8(near.expand(-1, 3, -1, -1))[0].numpy(), cfg.photo.quality)
+        written.append(depth_path)
+    return tuple(written)
 
 
 def convert_file(cfg: DictConfig, src: Path, progress: Callable[[int, int], None] | None = None) -> list[Path]:

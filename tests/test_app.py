@@ -4,6 +4,7 @@ upload -> preview -> convert -> download, each defence of :mod:`s3d.app`, and a 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
@@ -18,8 +19,10 @@ import zlib
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from conftest import SAMPLE, make_video
+from PIL import Image
 
 from s3d.config import PROJECT_ROOT, compose
 
@@ -113,10 +116,14 @@ def test_upload_preview_convert_download(page: Page, tmp_path: Path):
     assert status == 200 and len(data["job"]) >= 16
     job = data["job"]
     status, data = page.json("POST", f"/preview?job={job}&layout=anaglyph&divergence=3&convergence=0.4")
-    assert status == 200 and len(data["images"]) == 2, data
+    assert status == 200 and len(data["images"]) == 3, data
     png = page.request("GET", "/" + data["images"][0])
     gif = page.request("GET", "/" + data["images"][1])
     assert png[1][:8] == b"\x89PNG\r\n\x1a\n" and gif[1][:6] == b"GIF89a"
+    # the depth the converter believes, beside them: grey (near = bright), the frame's size, not flat
+    depth = np.asarray(Image.open(io.BytesIO(page.request("GET", "/" + data["images"][2])[1])).convert("RGB")).astype(int)
+    assert "preview_depth.png" in data["images"][2] and depth.shape == (48, 64, 3)
+    assert (depth[..., 0] == depth[..., 1]).all() and depth.max() - depth.min() > 50
     status, _ = page.json("POST", f"/convert?job={job}&layout=half_sbs&divergence=2&convergence=0.5")
     assert status == 200
     final = page.wait_done(job)

@@ -54,6 +54,7 @@ from s3d.pipeline import (
     to_tensor,
     to_uint8,
 )
+from s3d.stereo.comfort import AutoConvergence
 from s3d.stereo.kernel import warm_up
 from s3d.stereo.temporal import DepthReuse, TemporalSmoother
 from s3d.workers import run_on_workers, wait_for_workers, worker_rank
@@ -117,6 +118,8 @@ def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg)) if video else (None, None)
+    auto = cfg.comfort
+    convergence = AutoConvergence(auto.convergence_smoothing, cfg.temporal.scene_cut) if video and auto.auto_convergence else None
     if cfg.checkpoint:
         if maps_in is not None or maps_out is not None:
             raise S3DError(cfg.checkpoint, "depth_in/depth_out work with the depth backends, not with a checkpoint= model")
@@ -125,7 +128,7 @@ def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None 
     depth = None if maps_in is not None else depth_backend(cfg, device)  # the user's depth maps: no network
     if device.type == "cpu":
         warm_up()  # the synthesis kernel's compile (or cache load) before the first frame, not inside it
-    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse, maps_in, maps_out)
+    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse, maps_in, maps_out, convergence)
 
 
 def depth_maps(cfg: DictConfig, src: Path, frames: int, photo: bool) -> tuple[DepthMapsIn | None, DepthMapsOut | None]:

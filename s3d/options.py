@@ -38,6 +38,7 @@ RANGES = {
     "max_pixels": (1, None, True),
     "comfort.foreground_scale": (0.0, 10.0, False),
     "comfort.edge_dilation": (0, 64, True),
+    "comfort.convergence_smoothing": (0.0, 0.99, False),
     "temporal.smoothing": (0.0, 0.99, False),
     "temporal.scene_cut": (0.0, 1.0, False),
     "temporal.motion": (0.0, 1.0, False),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from s3d.depth.base import DepthBackend
 from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
 from s3d.layout import pack
 from s3d.stereo import nearness_to_disparity, synthesize_view
-from s3d.stereo.comfort import shape_nearness
+from s3d.stereo.comfort import AutoConvergence, shape_nearness
 from s3d.stereo.kernel import synthesize_view_uint8
 from s3d.stereo.temporal import DepthReuse, TemporalSmoother
 
@@ -117,9 +117,11 @@ class StereoPipeline:
         reuse: DepthReuse | None = None,
         maps_in: DepthMapsIn | None = None,
         maps_out: DepthMapsOut | None = None,
+        convergence: AutoConvergence | None = None,
     ):
         self.depth, self.settings, self.device, self.temporal, self.reuse = depth, settings, device, temporal, reuse
         self.maps_in, self.maps_out = maps_in, maps_out  # depth_in= / depth_out= (s3d.io.depth_maps)
+        self.convergence = convergence  # comfort.auto_convergence: the screen plane follows the subject
 
     def nearness(self, image: torch.Tensor, ids: list[int] | None = None) -> torch.Tensor:
         """Depth of consecutive frames ``(B, 3, H, W) -> (B, 1, H, W)``: the user's maps for frames ``ids``
@@ -140,15 +142,20 @@ class StereoPipeline:
 
     def reset(self) -> None:
         """Between videos (or segments): nothing of the last one's depth carries over."""
-        for state in (self.temporal, self.reuse):
+        for state in (self.temporal, self.reuse, self.convergence):
             if state is not None:
                 state.reset()
 
     @torch.inference_mode()
     def prime(self, frames: torch.Tensor) -> None:
-        """Feed frames that come before the ones to convert through depth and smoothing only."""
-        if self.temporal is not None and self.maps_in is None:
-            self.nearness(to_tensor(frames, self.device))
+        """Feed frames that come before the ones to convert through depth, smoothing and the moving screen plane
+        only, so a segment starts where the one before it left off."""
+        if (self.temporal is not None or self.convergence is not None) and self.maps_in is None:
+            image = to_tensor(frames, self.device)
+            near = self.nearness(image)
+            if self.convergence is not None:
+                s = self.settings
+                self.convergence(shape_nearness(near, s.foreground_scale, s.edge_dilation), image)
 
     @torch.inference_mode()
     def eyes(self, frames: torch.Tensor, ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,6 +182,14 @@ class StereoPipeline:
         device, and their (smoothed) ``nearness (B, 1, H, W)`` -> packed ``(B, H', W', 3) uint8``. The one
         synthesis path of conversion and of ``make bench``."""
         s = self.settings
+        if self.convergence is not None:  # each frame its own screen plane
+            planes = self.convergence(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image)
+            return torch.cat(
+                [self._render(frames[i : i + 1], image[i : i + 1], nearness[i : i + 1], replace(s, convergence=c), even) for i, c in enumerate(planes)]
+            )
+        return self._render(frames, image, nearness, s, even)
+
+    def _render(self, frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, even: bool) -> torch.Tensor:
         if uint8_shortcut(s, *frames.shape[1:3], even):
             # The input eye is already uint8 on the CPU: only the other eye is rendered, straight to uint8.
             # torch's thread count is the one convert's `threads` (and each worker's share) sets: the kernel follows it

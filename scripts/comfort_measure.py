@@ -6,7 +6,7 @@ The default depth (with temporal smoothing and depth reuse, as convert.py runs i
 CLIP, then per comfort setting: flicker (mean |disparity change| between consecutive frames, px), the share
 of the rendered eye's pixels that no input pixel lands on (holes the fill must invent: where tearing can
 show), the share of those holes within 2 px on the near side of a depth edge (tearing on the object rather
-than on the background), and the disparity range used (px).
+than on the background), the disparity range used (px); for auto convergence also where the screen plane went.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from s3d.convert import _pipeline, stereo_settings
 from s3d.io.video import decode_frames, probe_video
 from s3d.pipeline import to_tensor
 from s3d.stereo import nearness_to_disparity
-from s3d.stereo.comfort import shape_nearness
+from s3d.stereo.comfort import AutoConvergence, shape_nearness
 
 VARIANTS = {"off": (0.0, 0), "foreground_scale=1": (1.0, 0), "edge_dilation=2": (0.0, 2), "edge_dilation=4": (0.0, 4), "both (1, 2)": (1.0, 2)}
 
@@ -52,17 +52,25 @@ def main(clip: Path, seconds: float) -> None:
         cfg = compose("convert", [f"input={cut}"])
         pipeline = _pipeline(cfg, video=True)
         frames = [f.rgb for f in decode_frames(probe_video(cut))]
-    nears = []
+    nears, planes = [], []
+    follow = AutoConvergence(0.9)
     with torch.inference_mode():
         for i in range(0, len(frames), 4):
             x = to_tensor(torch.from_numpy(np.stack(frames[i : i + 4])), torch.device("cpu"))
             nears.append(pipeline.nearness(x))
+            planes += follow(nears[-1], x)
     near = torch.cat(nears)
     s = stereo_settings(cfg)
     print(f"{clip.name}: first {seconds:g} s, {len(near)} frames, divergence {s.divergence}, convergence {s.convergence}")
-    for name, (scale, pixels) in VARIANTS.items():
+    for name, (scale, pixels) in {**VARIANTS, "auto_convergence": (0.0, 0)}.items():
         shaped = shape_nearness(near, scale, pixels)
-        d = nearness_to_disparity(shaped, near.shape[-1], s.divergence, s.convergence)
+        if name == "auto_convergence":  # each frame's plane: the subject's nearness, smoothed (0.9), reset at cuts
+            d = torch.cat([nearness_to_disparity(shaped[i : i + 1], near.shape[-1], s.divergence, c) for i, c in enumerate(planes)])
+            print(
+                f"auto convergence: screen plane mean {np.mean(planes):.3f}, {min(planes):.3f}-{max(planes):.3f}, mean change {np.mean(np.abs(np.diff(planes))):.4f} a frame"
+            )
+        else:
+            d = nearness_to_disparity(shaped, near.shape[-1], s.divergence, s.convergence)
         flicker = float((d[1:] - d[:-1]).abs().mean())
         h = [holes(d[i : i + 1], shaped[i : i + 1]) for i in range(0, len(d), 4)]
         print(

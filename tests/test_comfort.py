@@ -57,3 +57,52 @@ def test_comfort_reaches_both_synthesis_paths_alike():
         outs[dilation] = fast
     assert not torch.equal(outs[0], outs[3])  # the dilation moves the block's edges in the rendered eye
     assert torch.equal(outs[0][:, :, :48], outs[3][:, :, :48])  # the input eye untouched
+
+
+def test_auto_convergence_follows_the_subject_smoothly_and_resets_at_cuts():
+    from s3d.stereo.comfort import AutoConvergence, subject_nearness
+
+    near = torch.zeros(6, 1, 16, 16)
+    near[..., 4:12, 4:12] = torch.tensor([0.2, 0.2, 0.8, 0.8, 0.8, 0.8]).view(6, 1, 1, 1)  # the subject comes closer
+    assert torch.allclose(subject_nearness(near), torch.tensor([0.2, 0.2, 0.8, 0.8, 0.8, 0.8]))
+    image = torch.full((6, 3, 16, 16), 0.5)
+    follow = AutoConvergence(smoothing=0.5)
+    planes = follow(near, image)
+    assert planes[:2] == [pytest.approx(0.2)] * 2 and planes[2] == pytest.approx(0.5)  # halfway: smoothed, not a jump
+    assert planes[2] < planes[3] < planes[4] < planes[5] < 0.8
+    cut = image.clone()
+    cut[3:] = 0.0  # a scene cut before frame 3: the plane starts afresh there
+    after_cut = AutoConvergence(smoothing=0.5)(near, cut)
+    assert after_cut[3] == pytest.approx(0.8)
+
+
+def test_auto_convergence_in_a_conversion_keeps_the_subject_on_the_screen(tmp_path):
+    frames = torch.randint(0, 256, (2, 32, 48, 3), dtype=torch.uint8)
+    from s3d.stereo.comfort import AutoConvergence
+
+    fixed = StereoPipeline(_Step(), StereoSettings(convergence=0.0, divergence=8.0), torch.device("cpu"))(frames)
+    follow = StereoPipeline(_Step(), StereoSettings(convergence=0.0, divergence=8.0), torch.device("cpu"), convergence=AutoConvergence(0.0))
+    moved = follow(frames)
+    # the near block is the subject: with its plane at its nearness it has no disparity, so the block's pixels
+    # in the rendered eye are the input's; with convergence 0 it is shifted
+    block = (slice(None), slice(8, 24), slice(48 + 18, 48 + 30))
+    inp = (slice(None), slice(8, 24), slice(18, 30))
+    assert torch.equal(moved[block], frames[inp]) and not torch.equal(fixed[block], frames[inp])
+
+
+def test_convert_with_auto_convergence(tmp_path):
+    import av
+    from conftest import make_video
+
+    from s3d.config import compose
+    from s3d.convert import convert
+
+    clip = make_video(tmp_path / "c.mp4", width=96, height=64, frames=10)
+    outs = {}
+    for on in ("false", "true"):
+        out = tmp_path / f"o_{on}.mkv"
+        convert(compose("convert", [f"input={clip}", f"output={out}", "depth=tiny_random", "quiet=true", "segment_frames=4", f"comfort.auto_convergence={on}"]))
+        with av.open(str(out)) as c:
+            outs[on] = torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]).int()
+    assert outs["true"].shape == outs["false"].shape == (10, 64, 192, 3)
+    assert (outs["true"][..., 96:, :] - outs["false"][..., 96:, :]).abs().float().mean() > 1  # the rendered eye moved

@@ -41,3 +41,40 @@ def dilate_edges(nearness: torch.Tensor, pixels: int) -> torch.Tensor:
 def shape_nearness(nearness: torch.Tensor, scale: float, pixels: int) -> torch.Tensor:
     """Both controls, in the order that keeps dilation's edges where the scaled nearness has them."""
     return dilate_edges(foreground_scale(nearness, scale), pixels)
+
+
+def subject_nearness(nearness: torch.Tensor) -> torch.Tensor:
+    """The main subject's nearness per frame: the median of the frame's central half (width and height).
+    ``(B, 1, H, W) -> (B,)``."""
+    _check(nearness)
+    h, w = nearness.shape[-2:]
+    centre = nearness[..., h // 4 : h - h // 4, w // 4 : w - w // 4]
+    return centre.flatten(1).median(dim=1).values
+
+
+class AutoConvergence:
+    """The screen plane follows the main subject (:func:`subject_nearness`), smoothed over time (the past's
+    weight ``smoothing``) and reset at scene cuts, so the subject sits near the screen, where the eyes are most
+    at ease. Call :meth:`reset` between videos."""
+
+    def __init__(self, smoothing: float = 0.9, scene_cut: float = 0.12):
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"auto convergence smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing, self.scene_cut = smoothing, scene_cut
+        self.reset()
+
+    def reset(self) -> None:
+        self._plane: float | None = None
+        self._thumb: torch.Tensor | None = None
+
+    def __call__(self, nearness: torch.Tensor, image: torch.Tensor) -> list[float]:
+        """Consecutive frames' ``nearness (B, 1, H, W)`` and ``image (B, 3, H, W)`` -> each frame's convergence."""
+        from s3d.stereo.temporal import is_scene_cut, thumbnail
+
+        subjects, thumbs, planes = subject_nearness(nearness).tolist(), thumbnail(image), []
+        for subject, thumb in zip(subjects, thumbs):
+            cut = self._thumb is None or bool(is_scene_cut(self._thumb[None], thumb[None], self.scene_cut))
+            self._plane = subject if cut or self._plane is None else self.smoothing * self._plane + (1 - self.smoothing) * subject
+            self._thumb = thumb
+            planes.append(min(1.0, max(0.0, self._plane)))
+        return planes

@@ -253,6 +253,15 @@ class _Reporting:
             self.callback(self.done, self.total)
 
 
+def open_work_folder(out: Path, key: str, segments: list[Segment], resume: bool, rank: int, world: int) -> WorkFolder:
+    """The segment work folder: worker 0 prepares it (starts afresh or resumes) while the others wait at the
+    barrier, then they open it; no two workers ever write the manifest or remove the folder."""
+    work = WorkFolder(out, key, segments, resume) if rank == 0 else None
+    if world > 1:
+        wait_for_workers()
+    return work if work is not None else WorkFolder.join(out, key, segments)
+
+
 def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], None] | None = None) -> Path:
     info = probe_video(src, cfg.max_pixels)
     out, fmt, stereo_mode = _video_output(cfg, src)
@@ -268,8 +277,8 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
         index_of = {pts: i for i, pts in enumerate(sorted(all_pts))}
     maps_in, maps_out = depth_maps(cfg, src, len(all_pts or []), photo=False)
     segments = plan_segments(all_pts if cfg.segment_frames else None, cfg.segment_frames, cfg.temporal.warmup)
-    work = WorkFolder(out, fingerprint(src, picture_settings(cfg)), segments, cfg.resume)
     rank, world = worker_rank()
+    work = open_work_folder(out, fingerprint(src, picture_settings(cfg)), segments, cfg.resume, rank, world)
     mine = [s for s in segments if s.index % world == rank and not work.done(s)]
     if work.resumed and len(mine) < len(segments):
         log.info("%s: resuming, %d of %d segments already done", out, len(segments) - len(mine), len(segments))
@@ -286,6 +295,8 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
                 return out
         join_segments([work.part(s) for s in segments], info, out, fmt, stereo_mode, cfg.overwrite)
     except BaseException:
+        if rank > 0:
+            raise  # the folder is worker 0's to keep or remove
         if not any(work.done(s) for s in segments):
             work.remove()  # nothing to resume from
         else:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 import s3d.config  # noqa: F401  (the s3d_root resolver, for configs read back from a run)
 from s3d.depth.base import DepthBackend, build_depth
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 ALLOWED_TARGETS = ("s3d.models.", "s3d.depth.")
 
@@ -39,9 +40,8 @@ def export_model(model: nn.Module, model_cfg: DictConfig | dict, depth_cfg: Dict
     if model_dict.get("encoder_weights"):
         model_dict["encoder_weights"] = None  # the trained weights are in this file; the start point is not needed
     meta = {"model": model_dict, "depth": _portable_depth(as_dict(depth_cfg)), **(extra or {})}
-    tmp = out.with_name(f".{out.name}.partial")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata={"s3d": json.dumps(meta)})
-    tmp.replace(out)
+    with atomic_output(out, overwrite=True) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata={"s3d": json.dumps(meta)})
     return out
 
 

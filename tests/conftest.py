@@ -45,8 +45,10 @@ def make_video(
     subtitle: bool = False,
     video: bool = True,
     pix_fmt: str = "yuv420p",
+    audio_seconds: float | None = None,
 ) -> Path:
-    """Write a small H.264 (+ AAC) file; ``pts`` in 1/1000 s gives a variable frame rate."""
+    """Write a small H.264 (+ AAC) file; ``pts`` in 1/1000 s gives a variable frame rate; the audio lasts
+    as long as the video unless ``audio_seconds`` says otherwise."""
     fmt = "matroska" if path.suffix == ".mkv" else None
     with av.open(str(path), "w", format=fmt) as out:
         vs = None
@@ -61,7 +63,7 @@ def make_video(
         a = None
         if audio:
             a = out.add_stream("aac", rate=48000, layout="stereo")
-        n_samples = int(48000 * frames / fps)
+        n_samples = int(48000 * (audio_seconds if audio_seconds is not None else frames / fps))
         if vs is not None:
             for i in range(frames):
                 f = av.VideoFrame.from_ndarray(textured_frame(height, width, i), format="rgb24")

@@ -187,6 +187,30 @@ def test_truncated_file(sample: Path, tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["cut.webm"]
 
 
+def _audio_seconds(path: Path) -> float:
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        return max(float((p.pts + p.duration) * p.time_base) for p in c.demux(a) if p.pts is not None)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])  # Matroska has no stream duration: the file's is the audio's
+def test_audio_that_outlasts_the_video_converts_every_frame_and_keeps_the_audio(tmp_path: Path, suffix: str):
+    src = make_video(tmp_path / f"trailer{suffix}", frames=6, audio_seconds=1.0)
+    assert _audio_seconds(src) > 0.9 and len(streams(src)["times"]) == 6  # 0.25 s of video under 1 s of sound
+    out = run_convert(f"input={src}", f"output={tmp_path / ('o' + suffix)}")[0]
+    assert len(streams(out)["times"]) == 6
+    assert abs(_audio_seconds(out) - _audio_seconds(src)) < 0.05
+
+
+def test_a_cut_off_file_with_audio_is_still_truncated(tmp_path: Path):
+    src = make_video(tmp_path / "long.mkv", frames=48, audio_seconds=2.0)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(S3DError, match="truncated|corrupt"):
+        run_convert(f"input={cut}", f"output={tmp_path / 'o.mkv'}")
+    assert not (tmp_path / "o.mkv").exists()
+
+
 def test_audio_only_file(tmp_path: Path):
     src = make_video(tmp_path / "song.mka", video=False)
     with pytest.raises(S3DError, match="no video stream"):

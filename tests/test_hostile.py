@@ -3,6 +3,7 @@ and nothing of the user's is lost, overwritten or left half-written."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
 import subprocess
@@ -123,8 +124,18 @@ def test_ctrl_c_on_the_cli_exits_130_and_leaves_nothing(tmp_path: Path):
     import time
 
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".o.partial-*")) and not list(tmp_path.glob(".o.mkv.s3d-work/.*partial*")):
-        time.sleep(0.2)
+
+    # Interrupt mid-film: once the first segment's temporary file has frames in it (not at the manifest
+    # write or the final join, which a loaded machine may let pass between two polls).
+    def started() -> bool:
+        for part in tmp_path.glob(".o.mkv.s3d-work/.seg_*partial*"):
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_size > 0:
+                    return True
+        return False
+
+    while time.time() < deadline and proc.poll() is None and not started():
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("s3d: interrupted")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import av
 import pytest
 from conftest import make_video
 
+import s3d.convert as convert_module
 from s3d.config import compose
-from s3d.convert import convert
-from s3d.io.segments import frame_pts, plan_segments
+from s3d.convert import convert, open_work_folder
+from s3d.errors import S3DError
+from s3d.io import atomic
+from s3d.io.segments import WorkFolder, frame_pts, plan_segments
 
 BASE = ["depth=tiny_random", "quiet=true", "video.preset=ultrafast"]
 
@@ -112,6 +118,51 @@ def test_two_worker_processes_share_one_film(clip: Path, tmp_path: Path):
     shared = summary(run(f"input={clip}", f"output={tmp_path / 'w.mkv'}", "segment_frames=4", "workers=2"))
     alone = summary(run(f"input={clip}", f"output={tmp_path / 'a.mkv'}", "segment_frames=4"))
     assert shared == alone and shared["frames"] == 14
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_workers_prepare_the_shared_work_folder_one_at_a_time(tmp_path: Path, monkeypatch, resume: bool):
+    """Two workers start together on one film, the manifest write slowed to force them to overlap: only
+    worker 0 writes or removes anything, the other opens what it prepared."""
+    out, segments = tmp_path / "w.mkv", plan_segments(list(range(20)), 4, 0)
+    if resume:  # a folder from an interrupted run, one segment done
+        WorkFolder(out, "key", segments, resume=True).part(segments[0]).write_bytes(b"done")
+    writes, errors, folders = [], [], {}
+    real_replace = os.replace
+
+    def slow_replace(a, b):
+        writes.append(Path(b).name)
+        time.sleep(0.3)
+        real_replace(a, b)
+
+    monkeypatch.setattr(atomic.os, "replace", slow_replace)
+    barrier = threading.Barrier(2, timeout=10)
+    monkeypatch.setattr(convert_module, "wait_for_workers", barrier.wait)
+
+    def worker(rank: int) -> None:
+        try:
+            folders[rank] = open_work_folder(out, "key", segments, True, rank, 2)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in (1, 0)]  # the other worker first
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert writes == ([] if resume else ["manifest.json"])
+    assert folders[0].path == folders[1].path and (folders[1].path / "manifest.json").is_file()
+    assert [folders[r].done(segments[0]) for r in (0, 1)] == [resume, resume]
+
+
+def test_a_worker_refuses_a_work_folder_of_other_settings(tmp_path: Path):
+    out, segments = tmp_path / "w.mkv", plan_segments(list(range(20)), 4, 0)
+    with pytest.raises(S3DError, match="manifest is missing"):
+        WorkFolder.join(out, "key", segments)
+    WorkFolder(out, "key", segments, resume=True)
+    with pytest.raises(S3DError, match="another input or other settings"):
+        WorkFolder.join(out, "other key", segments)
 
 
 # --- folders -----------------------------------------------------------------------------------------

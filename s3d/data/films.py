@@ -20,6 +20,7 @@ from PIL import Image
 
 from s3d.data.pairs import StereoPairsDataModule, find_pairs
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 from s3d.io.video import probe_video, read_frames_at  # read_frames_at: frames by index, seeking (re-exported)
 from s3d.layout import split
 from s3d.layout.detect import StereoLayout, detect_layout
@@ -73,9 +74,8 @@ def split_eyes(frame: np.ndarray, layout: StereoLayout, projection: str | None) 
 
 def _save(t: torch.Tensor, path: Path) -> None:
     arr = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    Image.fromarray(arr).save(tmp)
-    tmp.replace(path)
+    with atomic_output(path, overwrite=True) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def film_layout(path: Path, layout: str, first_frame: np.ndarray | None) -> StereoLayout:

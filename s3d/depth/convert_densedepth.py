@@ -29,6 +29,7 @@ from s3d.depth.densedepth import (
     count_dense_layers,
 )
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 CONV = {"kernel": "weight", "bias": "bias"}
@@ -165,13 +166,10 @@ def convert(src: Path, dst: Path) -> DenseDepthConfig:
     """Convert ``src`` (.h5) to ``dst`` (.safetensors) and ``dst.with_suffix('.json')``, each written atomically."""
     state, cfg = convert_state(src)
     meta = {"architecture": "densedepth", "config": asdict(cfg), "source": src.name, "source_sha256": file_sha256(src)}
-    tmp = dst.with_name(f".{dst.name}.partial")
-    save_file(state, str(tmp), metadata={"s3d": json.dumps(meta)})
-    tmp.replace(dst)
-    side = dst.with_suffix(".json")
-    tmp_json = side.with_name(f".{side.name}.partial")
-    tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp_json.replace(side)
+    with atomic_output(dst, overwrite=True) as tmp:
+        save_file(state, str(tmp), metadata={"s3d": json.dumps(meta)})
+    with atomic_output(dst.with_suffix(".json"), overwrite=True) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return cfg
 
 

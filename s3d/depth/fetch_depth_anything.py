@@ -3,7 +3,7 @@
 ``python -m s3d.depth.fetch_depth_anything [--url URL] [--out weights/depth_anything_v2_small.safetensors]``
 
 The published file is the Hugging Face ``transformers`` port (``DepthAnythingForDepthEstimation``,
-``model.safetensors``). It streams to a ``.partial`` file, renamed only when its length matches the
+``model.safetensors``). It streams to a temporary file, renamed only when its length matches the
 server's Content-Length (:func:`s3d.depth.fetch_densedepth.download`); every tensor is then checked by
 name and shape and renamed to :class:`s3d.depth.depth_anything.DepthAnythingNet`'s layout (q, k and v
 concatenated into timm's fused ``qkv``). The download's sha256 goes into the converted file's metadata

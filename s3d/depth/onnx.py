@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 ENGINES = ("auto", "torch", "onnxruntime")
 OPSET = 17
@@ -117,11 +118,10 @@ class OnnxRuntimePredict:
             return path.read_bytes()
         graph = export_onnx(self.predict, example[:1].float())
         self.exported = True
-        with contextlib.suppress(OSError):  # a read-only home only costs the next run the export
+        with contextlib.suppress(OSError, S3DError):  # a read-only home only costs the next run the export
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-            tmp.write_bytes(graph)
-            os.replace(tmp, path)  # another process writing the same graph is harmless: same bytes
+            with atomic_output(path, overwrite=True) as tmp:  # another process writing the same graph: same bytes
+                tmp.write_bytes(graph)
         return graph
 
     def start(self, example: torch.Tensor) -> None:

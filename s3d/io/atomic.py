@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     Covers exceptions, Ctrl-C (``KeyboardInterrupt``) and ``SystemExit`` alike.
     """
     check_output(path, overwrite)
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    # Unique per writer: two processes (or two machines sharing a folder, where pids repeat) never share one.
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
     try:
         yield tmp
         if path.exists() and not overwrite:

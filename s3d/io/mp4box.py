@@ -9,13 +9,12 @@ data. The file is rewritten beside itself and renamed, so it is never half chang
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import struct
 from pathlib import Path
 
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 ST3D_MODES = {"mono": 0, "top_bottom": 1, "left_right": 2}
 CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
@@ -152,16 +151,10 @@ def add_stereo_box(path: Path, mode: str) -> None:
     delta = len(new) - len(moov)
     if any(k == b"mdat" and s > m_start for k, s, _ in top):  # media after moov: its offsets move by delta
         _shift_chunk_offsets(new, 0, len(new), delta)
-    tmp = path.with_name(f".{path.stem}.st3d-{os.getpid()}{path.suffix}")
-    try:
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(_Range(src, 0, m_start), dst, 1 << 20)
-            dst.write(new)
-            shutil.copyfileobj(_Range(src, m_end, size), dst, 1 << 20)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with atomic_output(path, overwrite=True) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(_Range(src, 0, m_start), dst, 1 << 20)
+        dst.write(new)
+        shutil.copyfileobj(_Range(src, m_end, size), dst, 1 << 20)
 
 
 class _Range:

@@ -24,6 +24,7 @@ from pathlib import Path
 import av
 
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 MANIFEST = "manifest.json"
 
@@ -97,9 +98,21 @@ class WorkFolder:
         self.resumed = self.path.is_dir()
         self.path.mkdir(exist_ok=True)
         if not self.resumed:
-            tmp = self.path / f".{MANIFEST}.partial"
-            tmp.write_text(json.dumps(manifest, indent=1))
-            tmp.replace(self.path / MANIFEST)
+            with atomic_output(self.path / MANIFEST, overwrite=True) as tmp:
+                tmp.write_text(json.dumps(manifest, indent=1))
+
+    @classmethod
+    def join(cls, output: Path, key: str, segments: list[Segment]) -> WorkFolder:
+        """The folder another worker (rank 0) prepared, opened without writing to it."""
+        work = cls.__new__(cls)
+        work.path, work.segments, work.resumed = output.with_name(f".{output.name}.s3d-work"), segments, True
+        try:
+            manifest = json.loads((work.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            raise S3DError(work.path, "the work folder's manifest is missing or damaged; did worker 0 start?") from None
+        if manifest != {"key": key, "segments": [asdict(s) for s in segments]}:
+            raise S3DError(work.path, "the work folder belongs to another input or other settings than this worker's")
+        return work
 
     def done(self, segment: Segment) -> bool:
         return (self.path / segment.name).is_file()

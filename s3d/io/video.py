@@ -7,6 +7,7 @@ stereo layout in the container.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,8 +128,31 @@ def decode_frames(info: VideoInfo, start: int | None = None, end: int | None = N
     if info.duration and last_time is not None and end is None:
         first = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         frame_time = 1.0 / float(info.fps)
-        if last_time - first + frame_time < info.duration - 2 * frame_time - 0.05:
-            raise S3DError(info.path, f"truncated: video ends at {last_time - first:.2f} s of {info.duration:.2f} s")
+        video_end = last_time - first + frame_time
+        if video_end < info.duration - 2 * frame_time - 0.05:
+            # A video shorter than the file is common (audio that outlasts the picture at the end of films
+            # and trailers); a cut-off file is one whose packets, of every stream, stop before its end.
+            data_end = _data_end(info.path) - first
+            if data_end < info.duration - 2 * frame_time - 0.05:
+                raise S3DError(info.path, f"truncated: video ends at {last_time - first:.2f} s of {info.duration:.2f} s")
+            log.info("%s: the video ends at %.2f s, the file at %.2f s: converting the frames that exist", info.path, video_end, data_end)
+
+
+def _data_end(path: Path, window: float = 10.0) -> float:
+    """Seconds at which the last packet of any stream ends, demuxing (not decoding) from ``window`` seconds
+    before the declared end; 0 where nothing can be read there."""
+    end = 0.0
+    with _open_input(path) as container:
+        if container.duration:
+            with contextlib.suppress(av.error.FFmpegError):
+                container.seek(max(0, container.duration - int(window * av.time_base)), backward=True)
+        try:
+            for packet in container.demux():
+                if packet.pts is not None and packet.time_base:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        except av.error.FFmpegError:
+            pass  # a damaged tail ends where it can be read
+    return end
 
 
 def _decode_from(container, stream, seek_to: int | None, target: int, tolerance: float, earlier: bool):

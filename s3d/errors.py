@@ -14,6 +14,13 @@ class S3DError(Exception):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+class OutputExistsError(S3DError):
+    """An output (or a depth map) is already there and ``overwrite`` is off: a folder run skips that file."""
+
+    def __init__(self, path: str | Path, what: str = "output"):
+        super().__init__(path, f"{what} exists; pass overwrite=true to replace it")
+
+
 class MissingWeightsError(S3DError):
     """A backend's weights file is absent; ``how`` says how to get it."""
 

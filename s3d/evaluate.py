@@ -33,9 +33,14 @@ from PIL import Image
 
 from s3d.data.pairs import find_pairs
 from s3d.depth import accelerate
+from s3d.depth.s3d_lite0 import S3DLite0Depth
 from s3d.errors import S3DError
 from s3d.export import load_model
 from s3d.io.atomic import atomic_output
+from s3d.io.image import read_image, to_uint8
+from s3d.losses import ssim
+from s3d.models.common import ViewModel
+from s3d.models.lite0 import Lite0WarpNet
 from s3d.stereo import synthesize_view
 
 log = logging.getLogger(__name__)
@@ -44,8 +49,8 @@ FIT_WIDTH = 320  # the knobs are searched at this width (the oracle's fit, not t
 
 
 def load_rgb(path: Path) -> torch.Tensor:
-    """``-> (1, 3, H, W)`` in ``[0, 1]``."""
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    """``-> (1, 3, H, W)`` in ``[0, 1]``, EXIF orientation applied."""
+    return read_image(path)[None]
 
 
 def load_gt_disparity(folder: Path, left: Path) -> np.ndarray | None:
@@ -69,7 +74,7 @@ def image_metrics(pred: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     pred = pred.clamp(0, 1)
     return {
         "psnr": float(kornia.metrics.psnr(pred, real, 1.0)),
-        "ssim": float(kornia.metrics.ssim(pred, real, 11).mean()),
+        "ssim": float(ssim(pred, real)),
         "mae": float((pred - real).abs().mean() * 255),
         "sharpness": gradient_energy(pred) / max(gradient_energy(real), 1e-12),
     }
@@ -160,32 +165,18 @@ def fitted_view(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor)
         return synthesize_view(left, a * nearness + b, 1), nearness
 
 
-def predict(model: torch.nn.Module, depth, left: torch.Tensor, work_width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A model at its training width; returns the right eye at full size and the source disparity if any.
-
-    Warp models warp the full-resolution eye; pixel models (``seed``) are upsampled from the working size.
-    """
-    h, w = left.shape[-2:]
-    small = F.interpolate(left, size=(round(h * work_width / w), work_width), mode="bilinear", align_corners=False, antialias=True)
+def predict(model: ViewModel, depth, left: torch.Tensor, work_width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A model at its training width (:meth:`ViewModel.at_width`): the right eye at full size and the
+    source-view disparity (px) where the model has one."""
     with torch.inference_mode():
-        if hasattr(model, "render"):
-            f = model.features(
-                F.interpolate(
-                    small, size=(max(32, round(small.shape[-2] / 32) * 32), max(32, round(work_width / 32) * 32)), mode="bilinear", align_corners=False
-                )
-            )
-            out = model.render(left, f)
-            return out["pred"], out["disparity_source"]
-        out = model(small, depth(small))
-        pred = F.interpolate(out["pred"], size=(h, w), mode="bicubic", align_corners=False)
-        d = out.get("disparity_source")
-        return pred, None if d is None else F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False) * (w / work_width)
+        out = model.at_width(left, depth, work_width)
+    return out.pred, out.source_disparity
 
 
 def _save_png(path: Path, image: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path, overwrite=True) as tmp:
-        Image.fromarray((image[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(tmp)
+        Image.fromarray(to_uint8(image[0]).contiguous().numpy()).save(tmp)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -199,9 +190,7 @@ def evaluate(cfg: DictConfig) -> dict:
     for name, path in cfg.models.items():
         if path:
             models[name] = load_model(Path(path), cfg.weights_dir, device)
-            if hasattr(models[name][0], "render"):
-                from s3d.depth.s3d_lite0 import S3DLite0Depth
-
+            if isinstance(models[name][0], Lite0WarpNet):  # its own disparity is the nearness convert.py runs
                 nearness_of[name] = accelerate(S3DLite0Depth(str(path), resolution=cfg.depth_resolution).eval(), device, engine=cfg.engine)
     teacher = None
     if cfg.teacher and not Path(cfg.teacher).is_file():

@@ -14,15 +14,14 @@ import torch
 import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import s3d.config  # noqa: F401  (the s3d_root resolver, for configs read back from a run)
 from s3d.depth.base import DepthBackend, build_depth
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
-
-ALLOWED_TARGETS = ("s3d.models.", "s3d.depth.")
+from s3d.io.weights import build_exported_model, check_target, load_weights, read_metadata  # noqa: F401  (re-exported)
+from s3d.models.common import ViewModel
 
 
 def _portable_depth(depth_cfg: dict) -> dict:
@@ -33,13 +32,14 @@ def _portable_depth(depth_cfg: dict) -> dict:
     return depth_cfg
 
 
-def export_model(model: nn.Module, model_cfg: DictConfig | dict, depth_cfg: DictConfig | dict, out: Path, extra: dict | None = None) -> Path:
-    """Write ``model``'s weights and the configs that rebuild it (atomically)."""
+def export_model(model: nn.Module, model_cfg: DictConfig | dict, depth_cfg: DictConfig | dict | None, out: Path, extra: dict | None = None) -> Path:
+    """Write ``model``'s weights and the configs that rebuild it (atomically); ``depth_cfg`` None for a
+    model that is its own depth."""
     as_dict = lambda c: OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else dict(c)  # noqa: E731
     model_dict = as_dict(model_cfg)
     if model_dict.get("encoder_weights"):
         model_dict["encoder_weights"] = None  # the trained weights are in this file; the start point is not needed
-    meta = {"model": model_dict, "depth": _portable_depth(as_dict(depth_cfg)), **(extra or {})}
+    meta = {"model": model_dict, "depth": None if depth_cfg is None else _portable_depth(as_dict(depth_cfg)), **(extra or {})}
     with atomic_output(out, overwrite=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata={"s3d": json.dumps(meta)})
     return out
@@ -56,55 +56,17 @@ def export_checkpoint(ckpt: Path, model_cfg, depth_cfg, out: Path) -> Path:
     return export_model(model, model_cfg, depth_cfg, out)
 
 
-def _check_target(cfg: dict, path: Path) -> dict:
-    target = str(cfg.get("_target_", ""))
-    if not target.startswith(ALLOWED_TARGETS):
-        raise S3DError(path, f"refusing to build '{target}': only s3d.models / s3d.depth classes load from a weights file")
-    return cfg
-
-
-def read_metadata(path: Path) -> dict:
-    if not path.is_file():
-        raise S3DError(path, "no such file")
-    if path.suffix != ".safetensors":
-        raise S3DError(path, "convert takes an exported .safetensors model; export a Lightning .ckpt with python -m s3d.export")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = (f.metadata() or {}).get("s3d")
-    except Exception as err:
-        raise S3DError(path, f"not a readable safetensors file ({err})") from None
-    if not meta:
-        raise S3DError(path, "no s3d model config in this file's metadata")
-    return json.loads(meta)
-
-
-def build_exported_model(path: Path) -> tuple[nn.Module, dict]:
-    """The model of an exported file with its weights (fp16 files load into fp32), and the file's metadata."""
-    meta = read_metadata(path)
-    model = instantiate(_check_target(meta["model"], path))
-    return load_weights(model, path), meta
-
-
-def load_weights(model: nn.Module, path: Path) -> nn.Module:
-    """Load an exported file's tensors into ``model`` (fp16 files into fp32); every tensor must fit."""
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # same names, other shapes (another width of the same model)
-        raise S3DError(path, f"weights do not fit the model: {str(err).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise S3DError(path, f"weights do not fit the model: missing {missing[:1]}, unexpected {unexpected[:1]}")
-    return model
-
-
-def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tuple[nn.Module, DepthBackend]:
-    """Rebuild a model and its depth backend from an exported file; both frozen, in eval mode."""
+def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tuple[ViewModel, DepthBackend | None]:
+    """Rebuild a model and its depth backend (None for a model that is its own depth) from an exported
+    file; both frozen, in eval mode."""
     model, meta = build_exported_model(path)
-    depth_cfg = _check_target(dict(meta["depth"]), path)
+    model = model.eval().requires_grad_(False).to(device)
+    if not model.use_depth or not meta.get("depth"):
+        return model, None
+    depth_cfg = check_target(dict(meta["depth"]), path)
     if depth_cfg.get("weights"):
         depth_cfg["weights"] = str(Path(weights_dir) / depth_cfg["weights"])
-    depth = build_depth(OmegaConf.create(depth_cfg), device)
-    return model.eval().requires_grad_(False).to(device), depth
+    return model, build_depth(OmegaConf.create(depth_cfg), device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from s3d.errors import S3DError
+from s3d.errors import OutputExistsError, S3DError
 from s3d.io.image import PHOTO_SUFFIXES
+from s3d.io.video import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".ogv"}
 
 
 @dataclass
@@ -72,10 +71,9 @@ def convert_folder(cfg: DictConfig, folder: Path, convert_file: Callable[[DictCo
             file_cfg.output_dir = str(target)
         try:
             report.converted.append((src, convert_file(file_cfg, src)))
+        except OutputExistsError:
+            report.skipped.append((src, "output exists (overwrite=true to replace)"))
         except S3DError as err:
-            if "exists; pass overwrite=true" in str(err):
-                report.skipped.append((src, "output exists (overwrite=true to replace)"))
-                continue
             report.failed.append((src, str(err)))
             log.error("%s", err)
             if cfg.on_error == "stop":

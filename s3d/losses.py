@@ -16,7 +16,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from s3d.models.common import ViewPrediction
 from s3d.stereo import backward_warp
+
+SSIM_WINDOW = 11  # the reported SSIM (Wang et al. 2004's 11 x 11 window): val/ssim and evaluate.py alike
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The SSIM the project reports, averaged: ``(B, C, H, W) x 2 -> ()``. The losses' window is their own
+    setting (``loss.ssim_window``)."""
+    return kornia.metrics.ssim(pred, target, SSIM_WINDOW).mean()
 
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -126,7 +135,7 @@ class ViewLoss(nn.Module):
 
     def forward(
         self,
-        out: dict[str, torch.Tensor],
+        out: ViewPrediction,
         target: torch.Tensor,
         image: torch.Tensor,
         hints: dict[str, torch.Tensor] | None = None,
@@ -138,28 +147,28 @@ class ViewLoss(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         w = self.weights
         if w["mse"]:
-            terms["mse"] = F.mse_loss(out["pred"], target)
+            terms["mse"] = F.mse_loss(out.pred, target)
         if w["ssim"]:
-            terms["ssim"] = ssim_loss(out["pred"], target, self.window)
+            terms["ssim"] = ssim_loss(out.pred, target, self.window)
         if self.perceptual is not None:
-            terms["vgg"] = self.perceptual(out["pred"], target)
-        if w["photometric"] and "warped" in out:
-            terms["photometric"] = photometric_loss(out["warped"], target, self.window)
-            if "disparity_source" in out:  # monodepth: the source-view disparity must rebuild the input eye too
-                rebuilt = backward_warp(target, out["disparity_source"], direction=-1)
+            terms["vgg"] = self.perceptual(out.pred, target)
+        if w["photometric"] and out.warped is not None:
+            terms["photometric"] = photometric_loss(out.warped, target, self.window)
+            if out.source_disparity is not None:  # monodepth: the source-view disparity must rebuild the input eye too
+                rebuilt = backward_warp(target, out.source_disparity, direction=-1)
                 terms["photometric"] = terms["photometric"] + photometric_loss(rebuilt, image, self.window)
-        if w["smooth"] and "disparity" in out:
-            terms["smooth"] = smoothness_loss(out["disparity"], image)
-            if "disparity_source" in out:
-                terms["smooth"] = terms["smooth"] + smoothness_loss(out["disparity_source"], image)
-        if w["hints"] and hints is not None and "disparity" in out:
-            terms["hints"] = hint_loss(out["disparity"], hints["right"], image, target, 1, self.window)
-            if "disparity_source" in out:
-                terms["hints"] = terms["hints"] + hint_loss(out["disparity_source"], hints["left"], target, image, -1, self.window)
-        if w["teacher"] and teacher is not None and "disparity" in out:
-            terms["teacher"] = ssi_loss(out["disparity"], teacher["right"])
-            if "disparity_source" in out:
-                terms["teacher"] = terms["teacher"] + ssi_loss(out["disparity_source"], teacher["left"])
+        if w["smooth"] and out.disparity is not None:
+            terms["smooth"] = smoothness_loss(out.disparity, image)
+            if out.source_disparity is not None:
+                terms["smooth"] = terms["smooth"] + smoothness_loss(out.source_disparity, image)
+        if w["hints"] and hints is not None and out.disparity is not None:
+            terms["hints"] = hint_loss(out.disparity, hints["right"], image, target, 1, self.window)
+            if out.source_disparity is not None:
+                terms["hints"] = terms["hints"] + hint_loss(out.source_disparity, hints["left"], target, image, -1, self.window)
+        if w["teacher"] and teacher is not None and out.disparity is not None:
+            terms["teacher"] = ssi_loss(out.disparity, teacher["right"])
+            if out.source_disparity is not None:
+                terms["teacher"] = terms["teacher"] + ssi_loss(out.source_disparity, teacher["left"])
         if not terms:
             raise ValueError("every loss weight that applies to this model is zero")
         total = sum(w[k] * v for k, v in terms.items())

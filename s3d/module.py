@@ -5,26 +5,27 @@ from __future__ import annotations
 import kornia
 import pytorch_lightning as pl
 import torch
-import torch.nn as nn
 
 from s3d.depth.base import DepthBackend
-from s3d.losses import ViewLoss
+from s3d.io.image import to_uint8
+from s3d.losses import ViewLoss, ssim
+from s3d.models.common import ViewModel, ViewPrediction
 
 
 class ViewSynthesisModule(pl.LightningModule):
-    def __init__(self, model: nn.Module, depth: DepthBackend, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0):
+    def __init__(self, model: ViewModel, depth: DepthBackend | None, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0):
         super().__init__()
         self.model, self.depth, self.loss = model, depth, loss
         self.lr, self.weight_decay = lr, weight_decay
 
-    def model_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+    def model_step(self, batch: dict) -> tuple[ViewPrediction, torch.Tensor, dict[str, torch.Tensor]]:
         image, target = batch["left"], batch["right"]
         nearness = None
-        if getattr(self.model, "use_depth", True):
+        if self.model.use_depth:
             nearness = self.depth(image).clone()  # the backend runs in inference mode; clone makes a normal tensor
         out = self.model(image, nearness)
         if nearness is not None:
-            out["nearness"] = nearness
+            out.nearness = nearness
         hints, teacher = ({"left": batch[f"{m}_left"], "right": batch[f"{m}_right"]} if f"{m}_left" in batch else None for m in ("hint", "teacher"))
         total, terms = self.loss(out, target, image, hints, teacher)
         return out, total, terms
@@ -39,13 +40,13 @@ class ViewSynthesisModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out, total, _ = self.model_step(batch)
-        pred, target = out["pred"].clamp(0, 1), batch["right"]
+        pred, target = out.pred.clamp(0, 1), batch["right"]
         n = pred.shape[0]
         self.log("val/loss", total, batch_size=n, sync_dist=True)
         self.log("val/psnr", kornia.metrics.psnr(pred, target, 1.0), prog_bar=True, batch_size=n, sync_dist=True)
-        self.log("val/ssim", kornia.metrics.ssim(pred, target, 7).mean(), batch_size=n, sync_dist=True)
+        self.log("val/ssim", ssim(pred, target), batch_size=n, sync_dist=True)
         if batch_idx == 0:
-            self._log_panel(batch["left"], pred, target, out.get("disparity", out.get("nearness")))
+            self._log_panel(batch["left"], pred, target, out.disparity if out.disparity is not None else out.nearness)
 
     def _log_panel(self, image, pred, target, depth_like) -> None:
         """Input | generated | real | depth or disparity, for loggers that take images (W&B)."""
@@ -55,7 +56,7 @@ class ViewSynthesisModule(pl.LightningModule):
         d = depth_like[:1]
         d = (d - d.min()) / (d.max() - d.min() + 1e-7)
         panel = torch.cat((image[:1], pred[:1], target[:1], d.expand(-1, 3, -1, -1)), dim=-1)[0]
-        rgb = (panel.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        rgb = to_uint8(panel).numpy()
         log_image(key="val/panel", images=[rgb], caption=["input | generated | real | depth/disparity"])
 
     def configure_optimizers(self):

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 
 from s3d.depth.base import DepthBackend
 from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
+from s3d.io.image import to_uint8
 from s3d.layout import pack
+from s3d.models.common import ViewModel
 from s3d.stereo import nearness_to_disparity, synthesize_view
 from s3d.stereo.comfort import AutoConvergence, shape_nearness
 from s3d.stereo.kernel import synthesize_view_uint8
@@ -49,11 +51,6 @@ def to_tensor(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda" and not frames.is_pinned():
         frames = frames.pin_memory()  # so the copy to the GPU is asynchronous
     return frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W) float -> (B, H, W, 3) uint8`` on the CPU, rounded to nearest."""
-    return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
 def pad_even(images: torch.Tensor) -> torch.Tensor:
@@ -206,8 +203,8 @@ class ModelPipeline(StereoPipeline):
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        depth: DepthBackend,
+        model: ViewModel,
+        depth: DepthBackend | None,
         settings: StereoSettings,
         device: torch.device,
         temporal: TemporalSmoother | None = None,
@@ -218,13 +215,15 @@ class ModelPipeline(StereoPipeline):
         super().__init__(depth, settings, device, temporal, reuse)
         self.model = model
 
+    def _other_eye(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image, self.nearness(image) if self.model.use_depth else None).pred
+
     @torch.inference_mode()
     def eyes(self, frames: torch.Tensor, ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         image = to_tensor(frames, self.device)
         if self.settings.eye == "right":
-            mirrored = image.flip(-1)
-            return self.model(mirrored, self.nearness(mirrored))["pred"].flip(-1), image
-        return image, self.model(image, self.nearness(image))["pred"]
+            return self._other_eye(image.flip(-1)).flip(-1), image
+        return image, self._other_eye(image)
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, even: bool = True, ids: list[int] | None = None) -> torch.Tensor:

@@ -12,14 +12,25 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from s3d.depth import build_depth
 from s3d.errors import S3DError
-from s3d.export import export_checkpoint, export_model, load_weights, read_metadata
+from s3d.export import export_checkpoint, export_model
+from s3d.io.weights import load_weights, read_metadata
+from s3d.models.common import ViewModel
 from s3d.module import ViewSynthesisModule
 
 log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig) -> ViewSynthesisModule:
-    return ViewSynthesisModule(instantiate(cfg.model), build_depth(cfg.depth), instantiate(cfg.loss), **cfg.optim)
+    """The model, the depth backend it reads (none for a model that is its own depth: the config's default
+    depth is not even built for it), the loss and the optimiser settings."""
+    model: ViewModel = instantiate(cfg.model)
+    depth = build_depth(cfg.depth) if model.use_depth else None
+    return ViewSynthesisModule(model, depth, instantiate(cfg.loss), **cfg.optim)
+
+
+def depth_config(cfg: DictConfig, model: ViewModel) -> DictConfig | None:
+    """The depth config an exported model needs to convert again: none for a model that is its own depth."""
+    return cfg.depth if model.use_depth else None
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -40,9 +51,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return metrics
     out = Path(cfg.paths.output_dir) / "model.safetensors"
     if cfg.export == "best" and checkpoints.best_model_path:
-        export_checkpoint(Path(checkpoints.best_model_path), cfg.model, cfg.depth, out)
+        export_checkpoint(Path(checkpoints.best_model_path), cfg.model, depth_config(cfg, module.model), out)
     else:  # the weights as training left them (also what fast_dev_run has: it saves no checkpoint)
-        export_model(module.model, cfg.model, cfg.depth, out)
+        export_model(module.model, cfg.model, depth_config(cfg, module.model), out)
     log.info("model for convert.py: %s", out)
     log.info("final metrics: %s", metrics)
     return metrics

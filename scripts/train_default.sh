@@ -46,7 +46,7 @@ PY
 encoder=$run/lite0_imagenet.safetensors
 [ "$init" != null ] && encoder=null
 train_start=$(date +%s)
-$py train.py data=distill model=lite0 "model.encoder_weights=$encoder" "init_weights=$init" depth=tiny_random \
+$py train.py data=distill model=lite0 "model.encoder_weights=$encoder" "init_weights=$init" \
   "data.roots=[$(echo $roots | tr ' ' ','),${view_roots}]" \
   loss.vgg=0 loss.mse=0 loss.ssim=0.5 loss.photometric=0.5 loss.smooth=0.02 loss.teacher=1 optim.lr=3e-4 export=last \
   trainer.max_epochs=1000 "trainer.max_time=00:00:${minutes}:00" trainer.enable_progress_bar=false \

@@ -1,7 +1,8 @@
 """Depth Anything V2 Small: the network, the converter from the Hugging Face layout, the downloader, the backend.
 
-The fast tests use a fixture in the published file's layout (names and shapes from the converter's
-inverse map, random values); the slow parity test proves that map against ``transformers`` itself.
+The fast tests use a fixture in the published file's layout (every name and shape as ``transformers``
+writes the file, recorded by ``tests/hf_depth_anything.py``; random values); the slow parity tests run
+``transformers`` itself (``make test-all`` installs it).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hf_depth_anything
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import SAMPLE, SHARED_DATA, exit_code, make_video, serve_files
+from hf_depth_anything import published_layout
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -40,7 +43,12 @@ PHOTO = SHARED_DATA / "stereo_pairs" / "mpo_pillow" / "frozenpond" / "left.png" 
 def random_hf_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict in the published file's layout (every name and shape), with random values."""
     g = torch.Generator().manual_seed(seed)
-    return {name: torch.randn(shape, generator=g) * 0.02 for name, shape in hf_shapes().items()}
+    return {name: torch.randn(shape, generator=g) * 0.02 for name, shape in published_layout().items()}
+
+
+def test_the_converters_map_is_the_layout_transformers_writes():
+    """The converter's inverse map against the record of the file ``save_pretrained`` writes."""
+    assert hf_shapes() == published_layout()
 
 
 @pytest.fixture(scope="module")
@@ -243,45 +251,8 @@ def real_photo() -> torch.Tensor:
 
 
 def small_hf_model():
-    """``DepthAnythingForDepthEstimation`` as the published config.json of Depth-Anything-V2-Small-hf, random weights."""
-    transformers = pytest.importorskip("transformers")
-    backbone = transformers.Dinov2Config(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        mlp_ratio=4,
-        patch_size=14,
-        image_size=518,
-        layer_norm_eps=1e-6,
-        layerscale_value=1.0,
-        qkv_bias=True,
-        use_swiglu_ffn=False,
-        hidden_act="gelu",
-        out_indices=[3, 6, 9, 12],  # stage k is the output of block k - 1: blocks 2, 5, 8, 11
-        apply_layernorm=True,
-        reshape_hidden_states=False,
-    )
-    config = transformers.DepthAnythingConfig(
-        backbone_config=backbone,
-        patch_size=14,
-        reassemble_hidden_size=384,
-        reassemble_factors=[4, 2, 1, 0.5],
-        neck_hidden_sizes=[48, 96, 192, 384],
-        fusion_hidden_size=64,
-        head_in_index=-1,
-        head_hidden_size=32,
-        depth_estimation_type="relative",
-    )
-    model = transformers.DepthAnythingForDepthEstimation(config).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():  # every tensor, layer scales and LayerNorms included
-            if t.dim() >= 2:
-                t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
-            else:
-                around_one = name.endswith("lambda1") or ("norm" in name and name.endswith("weight"))
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1 + (1.0 if around_one else 0.0))
-    return model
+    pytest.importorskip("transformers")
+    return hf_depth_anything.small_hf_model()
 
 
 @pytest.fixture(scope="module")

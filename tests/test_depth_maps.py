@@ -31,14 +31,17 @@ def _convert(*overrides: str) -> list[Path]:
 def test_depth_out_then_in_gives_the_same_conversion(tmp_path):
     clip = make_video(tmp_path / "clip.mp4", width=96, height=64, frames=6)
     maps = tmp_path / "maps"
-    first = _convert(f"input={clip}", f"output={tmp_path / 'a.mkv'}", f"depth_out={maps}", "segment_frames=4")[0]
+    # Lossless video (crf 0): x264's output is not bit-identical from run to run here, its decoded frames are.
+    first = _convert(f"input={clip}", f"output={tmp_path / 'a.mkv'}", f"depth_out={maps}", "segment_frames=4", "video.crf=0")[0]
     written = sorted(maps.iterdir())
     assert [p.name for p in written] == [f"clip_depth_{i:06d}.png" for i in range(6)]
     level = np.asarray(Image.open(written[0]))
     assert level.shape == (64, 96) and level.dtype == np.uint16 and level.max() > 255  # 16-bit, the full range used
-    again = _convert(f"input={clip}", f"output={tmp_path / 'b.mkv'}", f"depth_in={maps}", "depth=s3d_lite0", "segment_frames=4")[0]  # no network runs
+    again = _convert(f"input={clip}", f"output={tmp_path / 'b.mkv'}", f"depth_in={maps}", "depth=s3d_lite0", "segment_frames=4", "video.crf=0")[0]  # no network
     a, b = _frames(first), _frames(again)
-    assert a.shape == b.shape == (6, 64, 192, 3) and np.abs(a - b).mean() < 0.5
+    # The maps are 16-bit: the disparity they give back is the one that drove the warp to < 1/65535 of its
+    # range (a level in a few pixels, two after the YUV round trip); a wrong or 8-bit map moves far more.
+    assert a.shape == b.shape == (6, 64, 192, 3) and np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.01
 
 
 def test_an_edited_depth_map_changes_the_conversion(tmp_path):

@@ -8,6 +8,7 @@ from s3d.config import PROJECT_ROOT
 from s3d.data.hints import stereo_hints
 from s3d.data.pairs import StereoPairs, find_pairs
 from s3d.losses import ViewLoss, hint_loss
+from s3d.models.common import ViewPrediction
 
 
 def _scene(h: int = 48, w: int = 96, d_bg: int = 3, d_fg: int = 9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,7 +69,7 @@ def test_hint_loss_uses_only_hints_that_rebuild_better():
 
 def test_view_loss_adds_hints_term_for_warp_outputs():
     x = torch.rand(1, 3, 16, 16)
-    out = {"pred": x, "warped": x, "disparity": torch.zeros(1, 1, 16, 16), "disparity_source": torch.zeros(1, 1, 16, 16)}
+    out = ViewPrediction(x, disparity=torch.zeros(1, 1, 16, 16), source_disparity=torch.zeros(1, 1, 16, 16), warped=x)
     hints = {"left": torch.full((1, 1, 16, 16), float("nan")), "right": torch.full((1, 1, 16, 16), float("nan"))}
     _, terms = ViewLoss(mse=1, ssim=0, hints=1)(out, x, x, hints)
     assert "hints" in terms and terms["hints"] == 0

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from conftest import textured_frame
 
-from s3d.pipeline import to_tensor, to_uint8
+from s3d.io.image import to_uint8
+from s3d.pipeline import to_tensor
 from s3d.stereo import kernel
 from s3d.stereo.fill import background_source_index
 from s3d.stereo.warp import forward_disparity, sample_rows, synthesize_view

@@ -46,14 +46,14 @@ def test_lite0_model_renders_at_full_resolution_from_a_small_working_size():
     image = torch.rand(1, 3, 90, 160)
     with torch.no_grad():
         out = model(image, work_width=64)
-    assert out["pred"].shape == image.shape and out["disparity_source"].shape == (1, 1, 90, 160)
-    assert out["disparity"].abs().max() <= 0.15 * 160 + 1e-4
+    assert out.pred.shape == image.shape and out.source_disparity.shape == (1, 1, 90, 160)
+    assert out.disparity.abs().max() <= 0.15 * 160 + 1e-4
 
 
 def test_lite0_trains_end_to_end():
     model = Lite0WarpNet()
     out = model(torch.rand(2, 3, 64, 96))
-    (out["pred"].mean() + out["disparity_source"].mean()).backward()
+    (out.pred.mean() + out.source_disparity.mean()).backward()
     assert model.encoder.conv_stem.weight.grad is not None and model.head.weight.grad is not None
 
 

@@ -15,6 +15,7 @@ from s3d.data.pairs import StereoPairs
 from s3d.data.teacher import LabelSettings, TeacherLabels, lr_consistent, resize_labels, teacher_labels, teacher_size
 from s3d.errors import S3DError
 from s3d.losses import ViewLoss, ssi_loss
+from s3d.models.common import ViewPrediction
 
 
 def test_teacher_size_keeps_aspect_within_bounds():
@@ -142,8 +143,8 @@ def test_ssi_loss_gradcheck():
 def test_view_loss_uses_the_teacher_term_on_both_views():
     loss = ViewLoss(mse=0, ssim=0, teacher=1.0)
     t = torch.rand(1, 1, 8, 8)
-    out = {"pred": torch.rand(1, 3, 8, 8), "disparity": t * 3, "disparity_source": torch.rand(1, 1, 8, 8)}
+    out = ViewPrediction(torch.rand(1, 3, 8, 8), disparity=t * 3, source_disparity=torch.rand(1, 1, 8, 8))
     total, terms = loss(out, torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), None, {"left": t, "right": t})
     assert set(terms) == {"teacher"} and float(total) > 0.1  # the right view fits exactly; the left does not
-    out["disparity_source"] = t + 1
+    out.source_disparity = t + 1
     assert float(loss(out, torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), None, {"left": t, "right": t})[0]) < 1e-5

@@ -240,10 +240,28 @@ def test_init_weights_continues_from_an_exported_model(tmp_path: Path):
 def test_weights_of_another_width_are_refused_by_name(tmp_path: Path):
     from hydra.utils import instantiate
 
-    from s3d.export import export_model, load_weights
+    from s3d.export import export_model
+    from s3d.io.weights import load_weights
 
     cfg = compose("train", ["model=seed", f"paths.output_dir={tmp_path}"])
     path = export_model(instantiate(cfg.model), cfg.model, cfg.depth, tmp_path / "m.safetensors")
     narrow = instantiate(compose("train", ["model=seed", "model.width=16", f"paths.output_dir={tmp_path}"]).model)
     with pytest.raises(S3DError, match=r"m\.safetensors: weights do not fit the model: size mismatch"):
         load_weights(narrow, path)
+
+
+def test_a_model_that_is_its_own_depth_builds_and_exports_no_depth_backend(tmp_path: Path):
+    """The train config's default depth (the shipped model) is built for the models that read it, never
+    for Lite0, which predicts its own disparity: so a Lite0 run does not depend on an earlier training."""
+    from s3d.export import export_model
+    from s3d.train import build_module, depth_config
+
+    missing = [f"paths.output_dir={tmp_path}", f"depth.weights={tmp_path / 'no_such.safetensors'}"]
+    lite = build_module(compose("train", ["model=lite0", *missing]))
+    assert lite.depth is None
+    with pytest.raises(S3DError, match="no_such.safetensors"):
+        build_module(compose("train", ["model=seed", *missing]))
+    cfg = compose("train", ["model=lite0", *missing])
+    path = export_model(lite.model, cfg.model, depth_config(cfg, lite.model), tmp_path / "lite.safetensors")
+    model, depth = load_model(path, tmp_path, torch.device("cpu"))
+    assert depth is None and not model.use_depth and not model.training

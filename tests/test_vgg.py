@@ -12,6 +12,7 @@ import torch
 from s3d.config import PROJECT_ROOT
 from s3d.errors import S3DError
 from s3d.losses import PerceptualLoss, ViewLoss
+from s3d.models.common import ViewPrediction
 from s3d.vgg import CONV_INDEX, VGGFeatures, convert_hed, vgg16_features
 
 SHIPPED = PROJECT_ROOT / "weights" / "vgg16_hed_block1-3.safetensors"
@@ -77,7 +78,7 @@ def test_perceptual_loss_on_shipped_weights():
     assert loss(x, x).item() == pytest.approx(0, abs=1e-6)
     blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
     assert loss(blurred, x) > loss((x + 0.02).clamp(0, 1), x) > 0  # blur costs more than a slight brightening
-    total, terms = ViewLoss(mse=0, ssim=0, vgg=1.0, vgg_weights=str(SHIPPED))({"pred": blurred}, x, x)
+    total, terms = ViewLoss(mse=0, ssim=0, vgg=1.0, vgg_weights=str(SHIPPED))(ViewPrediction(blurred), x, x)
     assert set(terms) == {"vgg"} and total.item() == pytest.approx(terms["vgg"].item())
     assert not any(p.requires_grad for p in loss.parameters())
 

@@ -21,13 +21,13 @@ from PIL import Image
 from s3d.data.pairs import StereoPairsDataModule, find_pairs
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
-from s3d.io.video import probe_video, read_frames_at  # read_frames_at: frames by index, seeking (re-exported)
+from s3d.io.image import to_uint8
+from s3d.io.video import VIDEO_SUFFIXES, probe_video, read_frames_at  # read_frames_at: frames by index, seeking (re-exported)
 from s3d.layout import split
 from s3d.layout.detect import StereoLayout, detect_layout
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m2ts", ".wmv", ".m4v"}
 # Centre windows (fractions of the eye, x0, x1, y0, y1) and their true aspect (degrees wide / high).
 VR_WINDOWS = {"equirect360": ((3 / 8, 5 / 8, 1 / 3, 2 / 3), 90 / 60), "vr180": ((1 / 4, 3 / 4, 1 / 4, 3 / 4), 1.0)}
 
@@ -73,7 +73,7 @@ def split_eyes(frame: np.ndarray, layout: StereoLayout, projection: str | None) 
 
 
 def _save(t: torch.Tensor, path: Path) -> None:
-    arr = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    arr = to_uint8(t).numpy()
     with atomic_output(path, overwrite=True) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
 

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from s3d.data.hints import stereo_hints
 from s3d.errors import S3DError
+from s3d.io.image import IMAGE_SUFFIXES, read_photo
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Left/right file-name endings in one pair's folder: left/right, im0/im1, motorcycle_left/..., aloeL/aloeR.
 PAIR_ENDINGS = (("left", "right"), ("im0", "im1"), ("L", "R"))
 
@@ -58,8 +58,8 @@ def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
 
 
 def load_image(path: Path, width: int | None = None) -> torch.Tensor:
-    """``-> (3, H, W)`` in ``[0, 1]``; with ``width``, resized to it (aspect kept, Lanczos)."""
-    img = Image.open(path).convert("RGB")
+    """``-> (3, H, W)`` in ``[0, 1]``, EXIF orientation applied; with ``width``, resized to it (aspect kept, Lanczos)."""
+    img = Image.fromarray(read_photo(path))
     if width and img.width != width:
         img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
     return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255

@@ -49,12 +49,12 @@ from PIL import Image
 
 from s3d.data.films import film_layout, sample_frame_indices
 from s3d.data.views import equirect_to_view, lonlat_inside, mesh_to_view, view_lonlat
-from s3d.depth.base import file_sha256
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
-from s3d.io.image import read_photo, read_stereo_photo, write_photo
+from s3d.io.image import PHOTO_SUFFIXES, read_photo, read_stereo_photo, to_uint8, write_photo
 from s3d.io.mp4box import boxes, read_moov
-from s3d.io.video import probe_video, read_frames_at
+from s3d.io.video import VIDEO_SUFFIXES, probe_video, read_frames_at
+from s3d.io.weights import file_sha256
 from s3d.layout import split
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def _start(folder: Path) -> None:
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
-    return (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
+    return to_uint8(t).contiguous().numpy()
 
 
 def _write_pair(folder: Path, name: str, left: torch.Tensor, right: torch.Tensor) -> None:
@@ -746,7 +746,7 @@ def build_sources(
         folder = out_root / "stereo_360_photos" / clean_stem(photo)
         run(photo, folder, lambda p=photo, f=folder: equirect_photo_views(p, f, yaws=yaws))
 
-    videos = sorted(p for p in (shared_root / "stereo_video").rglob("*") if p.suffix.lower() in (".mp4", ".ts", ".mov", ".mkv"))
+    videos = sorted(p for p in (shared_root / "stereo_video").rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
     # prefer the copy of a stream whose metadata says most (a V2 mesh over V1 XML over none)
     rank = {"mshp": 0, "equi": 1, "v1": 2, "name": 3}
     projections = {p: spherical(p) for p in videos if p.name not in reasons}
@@ -765,7 +765,7 @@ def build_sources(
 
     photos = sorted(p for p in (shared_root / "stereo_photos").glob("*") if p.is_file())
     for photo in photos:
-        if photo.suffix.lower() not in (".jpg", ".jpeg", ".png", ".mpo", ".heic"):
+        if photo.suffix.lower() not in PHOTO_SUFFIXES:
             continue
         if photo.suffix.lower() == ".heic":  # an Apple spatial photo: Pillow reads HEIF only with pillow-heif
             results.append(SourceResult(rel(photo), None, 0, 0.0, note="left out: HEIF needs the pillow-heif plugin, not a dependency of the project"))

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from s3d.depth.base import file_sha256
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.weights import file_sha256
 
 log = logging.getLogger(__name__)
 LABEL_VERSION = 1  # bump when the label computation changes: old cache entries are then not used

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,10 +10,11 @@ import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from safetensors.torch import load_file
 from torch import nn
 
 from s3d.errors import MissingWeightsError, S3DError
+from s3d.io.weights import file_sha256
+from s3d.models.common import stride_size
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -25,14 +25,6 @@ def normalize_nearness(raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
     hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
     return (raw - lo) / (hi - lo).clamp(min=eps)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_weights(path: str | Path | None, backend: str, how: str, sha256: str | None = None) -> Path:
@@ -48,25 +40,6 @@ def resolve_weights(path: str | Path | None, backend: str, how: str, sha256: str
         if found != sha256.lower():
             raise S3DError(p, f"sha256 is {found[:12]}..., expected {sha256[:12]}...: damaged or not the weights of '{backend}' ({how})")
     return p
-
-
-def load_safetensors_into(module: M, path: Path) -> M:
-    """Load a safetensors state dict into ``module`` (returned), refusing missing, unexpected or wrongly shaped tensors by name."""
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises several types for a corrupt header
-        raise S3DError(path, f"not a readable safetensors file ({err})") from None
-    own = module.state_dict()
-    for name, tensor in own.items():
-        if name not in state:
-            raise S3DError(path, f"missing tensor '{name}'")
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise S3DError(path, f"tensor '{name}' has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
-    extra = sorted(set(state) - set(own))
-    if extra:
-        raise S3DError(path, f"unexpected tensor '{extra[0]}'")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    return module
 
 
 class DepthBackend(nn.Module):
@@ -90,7 +63,7 @@ class DepthBackend(nn.Module):
         if not self.resolution:
             return h, w
         scale = min(1.0, self.resolution / min(h, w))
-        return max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
+        return stride_size(h * scale, w * scale)
 
     def train(self, mode: bool = True) -> DepthBackend:
         """Always eval: a frozen backend keeps its BatchNorm statistics inside a training loop too."""

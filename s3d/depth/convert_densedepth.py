@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import save_file
 
 from s3d import cli
-from s3d.depth.base import file_sha256
 from s3d.depth.densedepth import (
     KERAS_BN_EPS,
     DenseDepthConfig,
@@ -30,6 +29,7 @@ from s3d.depth.densedepth import (
 )
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.weights import file_sha256
 
 BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 CONV = {"kernel": "weight", "bias": "bias"}

@@ -22,8 +22,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torchvision.models.densenet import DenseNet as TorchvisionDenseNet
 
-from s3d.depth.base import DepthBackend, load_safetensors_into, resolve_weights
+from s3d.depth.base import DepthBackend, resolve_weights
 from s3d.errors import S3DError
+from s3d.io.weights import load_safetensors_into
 
 KERAS_BN_EPS = 1.001e-5  # Keras' DenseNet uses this epsilon in every BatchNormalization
 LEAKY_SLOPE = 0.2

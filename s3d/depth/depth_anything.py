@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s3d.depth.base import DepthBackend, load_safetensors_into, resolve_weights
+from s3d.depth.base import DepthBackend, resolve_weights
+from s3d.io.weights import load_safetensors_into
 
 PATCH = 14
 ENCODER = "vit_small_patch14_dinov2"

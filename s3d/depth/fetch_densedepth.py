@@ -10,47 +10,18 @@ converter, and its sha256 is written into the converted file's metadata and the 
 from __future__ import annotations
 
 import argparse
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-
-from tqdm import tqdm
 
 from s3d import cli
 from s3d.config import PROJECT_ROOT
 from s3d.depth.convert_densedepth import convert
 from s3d.depth.densedepth import DenseDepthConfig
 from s3d.errors import S3DError
-from s3d.io.atomic import atomic_output
+from s3d.io.weights import download
 
 # Published by the DenseDepth authors (github.com/ialhashim/DenseDepth, README: "NYU Depth V2 (165 MB)").
 NYU_URL = "https://s3-eu-west-1.amazonaws.com/densedepth/nyu.h5"
 DEFAULT_OUT = PROJECT_ROOT / "weights" / "densedepth_nyu.safetensors"
-
-
-def download(url: str, dst: Path, timeout: float = 60.0, quiet: bool = False) -> Path:
-    """Stream ``url`` to ``dst``; a failed or short download leaves no ``dst`` and no temporary file."""
-    with atomic_output(dst, overwrite=True) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as f:
-                total = int(resp.headers.get("Content-Length") or 0)
-                got = 0
-                with tqdm(total=total or None, unit="B", unit_scale=True, desc=dst.name, disable=quiet, file=sys.stderr) as bar:
-                    while chunk := resp.read(1 << 20):
-                        f.write(chunk)
-                        got += len(chunk)
-                        bar.update(len(chunk))
-        except urllib.error.HTTPError as err:
-            raise S3DError(url, f"download failed: HTTP {err.code} {err.reason}") from None
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
-            raise S3DError(url, f"download failed: {reason}") from None
-        if total and got != total:
-            raise S3DError(url, f"download incomplete: {got} of {total} bytes")
-        if got == 0:
-            raise S3DError(url, "download is empty")
-    return dst
 
 
 def fetch(url: str, out: Path, expect_densenet169: bool = True, quiet: bool = False) -> DenseDepthConfig:

@@ -26,11 +26,10 @@ from safetensors.torch import load_file, save_file
 
 from s3d import cli
 from s3d.config import PROJECT_ROOT
-from s3d.depth.base import file_sha256
 from s3d.depth.depth_anything import DepthAnythingNet
-from s3d.depth.fetch_densedepth import download
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.weights import download, file_sha256
 
 HF_URL = "https://huggingface.co/depth-anything/Depth-Anything-V2-Small-hf/resolve/main/model.safetensors"
 DEFAULT_OUT = PROJECT_ROOT / "weights" / "depth_anything_v2_small.safetensors"

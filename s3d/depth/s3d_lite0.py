@@ -11,6 +11,8 @@ import torch
 
 from s3d.depth.base import DepthBackend, resolve_weights
 from s3d.errors import S3DError
+from s3d.io.weights import build_exported_model, read_metadata
+from s3d.models.lite0 import Lite0WarpNet
 
 
 class S3DLite0Depth(DepthBackend):
@@ -18,14 +20,12 @@ class S3DLite0Depth(DepthBackend):
 
     def __init__(self, weights: str | None, how: str = "it ships in the repo: git checkout weights/", resolution: int | None = 256, sha256: str | None = None):
         super().__init__(resolution)
-        from s3d.export import build_exported_model, read_metadata
-
         path = resolve_weights(weights, self.name, how, sha256)
         target = read_metadata(path)["model"].get("_target_")
-        if target != "s3d.models.lite0.Lite0WarpNet":
+        if target != f"{Lite0WarpNet.__module__}.{Lite0WarpNet.__name__}":
             raise S3DError(path, f"not an s3d Lite0 model: {target}")
-        self.net, _ = build_exported_model(path)
+        self.net: Lite0WarpNet = build_exported_model(path)[0]
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         # Source-view disparity is inverse depth up to scale: larger = nearer, as the interface wants.
-        return self.net.features(image)["disp_source"]
+        return self.net.features(image).source

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from s3d.depth.base import DepthBackend, load_safetensors_into, resolve_weights
+from s3d.depth.base import DepthBackend, resolve_weights
+from s3d.io.weights import load_safetensors_into
 
 
 class TinyRandomDepth(DepthBackend):

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from s3d.errors import S3DError
+from s3d.errors import OutputExistsError, S3DError
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -16,7 +16,7 @@ def check_output(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise S3DError(path, "output is a folder; give a file name")
     if path.exists() and not overwrite:
-        raise S3DError(path, "output exists; pass overwrite=true to replace it")
+        raise OutputExistsError(path)
     parent = path.parent
     if not parent.exists():
         raise S3DError(parent, "output folder does not exist")

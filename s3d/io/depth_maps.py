@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from s3d.errors import S3DError
+from s3d.errors import OutputExistsError, S3DError
 from s3d.io.atomic import atomic_output
 
 DEPTH_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -52,7 +52,7 @@ class DepthMapsOut:
             raise S3DError(self.folder, "depth_out is not a folder")
         existing = sorted(self.folder.glob(f"{stem}_depth*.png")) if self.folder.is_dir() else []
         if existing and not overwrite:
-            raise S3DError(existing[0], "depth map exists; pass overwrite=true to replace it")
+            raise OutputExistsError(existing[0], "depth map")
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, index: int) -> Path:

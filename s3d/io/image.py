@@ -5,12 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from s3d.errors import S3DError
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".mpo", ".heic", ".heif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}  # one picture a file
 HEIF_SUFFIXES = {".heic", ".heif"}
+PHOTO_SUFFIXES = IMAGE_SUFFIXES | HEIF_SUFFIXES | {".mpo"}  # what convert.py takes as a photo
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in ``[0, 1]`` to bytes, rounded half up (``v * 255 + 0.5``, clamped, truncated: the
+    convention the synthesis kernel shares): ``(..., 3, H, W) -> (..., H, W, 3) uint8`` on the CPU."""
+    return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).movedim(-3, -1).cpu()
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """A photo as ``(3, H, W)`` float in ``[0, 1]``, EXIF orientation applied (:func:`read_photo`)."""
+    return torch.from_numpy(read_photo(path)).permute(2, 0, 1).float() / 255
 
 
 def _heif_opener() -> bool:

@@ -30,6 +30,8 @@ MATROSKA_STEREO_MODE = {
     "full_cross": "right_left",
     "half_cross": "right_left",
 }
+# What convert.py, folders, the web page and the training films take as a video.
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".ogv"}
 CONTAINER_FORMAT = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".webm": "webm"}
 # Audio codecs MP4/MOV players accept; others are re-encoded to AAC there.
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}

@@ -1,9 +1,54 @@
-"""Pieces both models use: CoordConv channels and convolution blocks."""
+"""What every view-synthesis model shares: the typed result it returns, its base class, CoordConv channels
+and convolution blocks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ViewPrediction:
+    """A model's other eye and what it used to make it; all ``(B, C, H, W)`` at the input's size.
+
+    Disparities are in pixels of the input's width, in the sign convention of :mod:`s3d.stereo`
+    (``backward_warp(source, disparity, direction)``); ``None`` where the model has no such output.
+    """
+
+    pred: torch.Tensor  # (B, 3, H, W) the other eye, [0, 1]
+    disparity: torch.Tensor | None = None  # (B, 1, H, W) px, in the target (generated) view
+    source_disparity: torch.Tensor | None = None  # (B, 1, H, W) px, in the source (input) view
+    occlusion: torch.Tensor | None = None  # (B, 1, H, W) in [0, 1]: where the inpainting shows
+    warped: torch.Tensor | None = None  # (B, 3, H, W) the warped input before inpainting
+    nearness: torch.Tensor | None = None  # (B, 1, H, W) the depth input it was given, if any
+
+
+class ViewModel(nn.Module):
+    """Base of the view-synthesis models: ``forward(image (B, 3, H, W), nearness (B, 1, H, W) | None)
+    -> ViewPrediction``."""
+
+    use_depth: bool = True  # False: the model is its own depth, and no depth backend need run for it
+
+    def at_width(self, image: torch.Tensor, depth: Callable[[torch.Tensor], torch.Tensor] | None, work_width: int) -> ViewPrediction:
+        """The network run at ``work_width`` (the width it trained at), its results at ``image``'s size:
+        the eye upsampled bicubically, disparities bilinearly and in the full width's pixels.
+        ``depth``: the nearness of an image, for models that use one."""
+        h, w = image.shape[-2:]
+        small = F.interpolate(image, size=(round(h * work_width / w), work_width), mode="bilinear", align_corners=False, antialias=True)
+        out = self(small, depth(small) if self.use_depth and depth is not None else None)
+        up = lambda t, mode: None if t is None else F.interpolate(t, size=(h, w), mode=mode, align_corners=False)  # noqa: E731
+        px = lambda t: None if t is None else up(t, "bilinear") * (w / work_width)  # noqa: E731
+        return ViewPrediction(up(out.pred, "bicubic"), px(out.disparity), px(out.source_disparity), up(out.occlusion, "bilinear"))
+
+
+def stride_size(h: float, w: float, stride: int = 32) -> tuple[int, int]:
+    """The nearest ``(h, w)`` in whole multiples of an encoder's ``stride`` (at least one): the size a
+    network with five stride-2 stages (EfficientNet, DenseNet) runs at."""
+    return max(stride, round(h / stride) * stride), max(stride, round(w / stride) * stride)
 
 
 def coord_channels(x: torch.Tensor) -> torch.Tensor:

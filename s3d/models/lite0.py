@@ -13,13 +13,15 @@ generated eye is as sharp as the input.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from s3d.models.common import coord_channels
+from s3d.models.common import ViewModel, ViewPrediction, coord_channels, stride_size
 from s3d.stereo import backward_warp
 
 ENCODER = "tf_efficientnet_lite0"  # TensorFlow padding; inputs scaled to [-1, 1]
@@ -42,7 +44,23 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat((x, skip, coord_channels(skip)), dim=1))
 
 
-class Lite0WarpNet(nn.Module):
+@dataclass
+class Lite0Features:
+    """The network's raw outputs at the size it ran at; disparities as fractions of the width."""
+
+    source: torch.Tensor  # (B, 1, h, w) disparity in the input view
+    target: torch.Tensor  # (B, 1, h, w) disparity in the generated view
+    occlusion: torch.Tensor  # (B, 1, h, w)
+    inpaint: torch.Tensor  # (B, 3, h, w)
+
+    def resized(self, h: int, w: int) -> Lite0Features:
+        if self.source.shape[-2:] == (h, w):
+            return self
+        up = lambda t: F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)  # noqa: E731
+        return Lite0Features(up(self.source), up(self.target), up(self.occlusion), up(self.inpaint))
+
+
+class Lite0WarpNet(ViewModel):
     """``image (B, 3, H, W)`` -> disparities (source and target view, px), occlusion, inpaint, pred."""
 
     use_depth = False  # its own depth: the training loop need not run a depth backend for it
@@ -80,7 +98,7 @@ class Lite0WarpNet(nn.Module):
             self.encoder.eval()
         return self
 
-    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(self, image: torch.Tensor) -> Lite0Features:
         """The network at the input's size: disparities as fractions of the width in ``[-max, max]``."""
         feats = self.encoder(image * 2 - 1)
         x = feats[-1]
@@ -89,22 +107,26 @@ class Lite0WarpNet(nn.Module):
         x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
         y = self.head(torch.cat((x, image), dim=1))
         disp = torch.tanh(y[:, :2]) * self.max_disparity
-        return {"disp_source": disp[:, :1], "disp_target": disp[:, 1:2], "occlusion": torch.sigmoid(y[:, 2:3] - 2.0), "inpaint": torch.sigmoid(y[:, 3:6])}
+        return Lite0Features(disp[:, :1], disp[:, 1:2], torch.sigmoid(y[:, 2:3] - 2.0), torch.sigmoid(y[:, 3:6]))
 
-    def render(self, image: torch.Tensor, f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def render(self, image: torch.Tensor, f: Lite0Features) -> ViewPrediction:
         """Warp the full-resolution ``image`` with network outputs ``f`` (any resolution)."""
         h, w = image.shape[-2:]
-        up = {k: F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False) if v.shape[-2:] != (h, w) else v for k, v in f.items()}
-        target_px = up["disp_target"] * w
+        up = f.resized(h, w)
+        target_px = up.target * w
         warped = backward_warp(image, target_px, self.direction)
-        pred = warped * (1 - up["occlusion"]) + up["inpaint"] * up["occlusion"]
-        return {"pred": pred, "warped": warped, "disparity": target_px, "disparity_source": up["disp_source"] * w, "occlusion": up["occlusion"]}
+        pred = warped * (1 - up.occlusion) + up.inpaint * up.occlusion
+        return ViewPrediction(pred, disparity=target_px, source_disparity=up.source * w, occlusion=up.occlusion, warped=warped)
 
-    def forward(self, image: torch.Tensor, nearness: torch.Tensor | None = None, work_width: int | None = None) -> dict[str, torch.Tensor]:
+    def at_width(self, image: torch.Tensor, depth=None, work_width: int = 320) -> ViewPrediction:
+        """The network at ``work_width``, the warp of the full-resolution ``image`` (it stays sharp)."""
+        return self(image, work_width=work_width)
+
+    def forward(self, image: torch.Tensor, nearness: torch.Tensor | None = None, work_width: int | None = None) -> ViewPrediction:
         """``nearness`` is ignored (this model is its own depth). ``work_width``: run the network smaller."""
         x = image
         if work_width and image.shape[-1] != work_width:
             h, w = image.shape[-2:]
-            size = (max(32, round(h * work_width / w / 32) * 32), max(32, round(work_width / 32) * 32))
+            size = stride_size(h * work_width / w, work_width)
             x = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
         return self.render(image, self.features(x))

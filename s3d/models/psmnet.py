@@ -36,8 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from s3d.config import PROJECT_ROOT
-from s3d.depth.base import file_sha256, load_safetensors_into
 from s3d.errors import S3DError
+from s3d.io.weights import file_sha256, load_safetensors_into
 
 MAX_DISPARITY = 192  # px at the input's size
 MIN_SIZE = 256  # the largest pyramid pool is 64 x 64 at a quarter of the input

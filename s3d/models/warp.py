@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from s3d.models.common import UNet, coord_channels
+from s3d.models.common import UNet, ViewModel, ViewPrediction, coord_channels
 from s3d.stereo import backward_warp
 
 
-class WarpNet(nn.Module):
+class WarpNet(ViewModel):
     def __init__(
         self,
         width: int = 32,
@@ -34,7 +34,7 @@ class WarpNet(nn.Module):
         self.mask = nn.Conv2d(width, 1, 3, padding=1)
         self.inpaint = nn.Conv2d(width, 3, 3, padding=1)
 
-    def forward(self, image: torch.Tensor, nearness: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, nearness: torch.Tensor | None = None) -> ViewPrediction:
         """``image (B, 3, H, W)``, ``nearness (B, 1, H, W)`` -> pred, disparity (B, 1, H, W) px, occlusion."""
         parts = [image * 2 - 1]
         if self.use_depth:
@@ -49,4 +49,4 @@ class WarpNet(nn.Module):
         warped = backward_warp(image, disparity, self.direction)
         inpainted = torch.sigmoid(self.inpaint(feat))
         pred = warped * (1 - occlusion) + inpainted * occlusion
-        return {"pred": pred, "disparity": disparity, "occlusion": occlusion, "warped": warped}
+        return ViewPrediction(pred, disparity=disparity, occlusion=occlusion, warped=warped)

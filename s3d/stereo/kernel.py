@@ -172,7 +172,7 @@ def _clamp_index(i: int, n: int) -> int:
 
 @njit(cache=True, fastmath=False)
 def _to_byte(v: np.float32) -> np.uint8:
-    """As :func:`s3d.pipeline.to_uint8`: ``v * 255 + 0.5``, clamped, truncated."""
+    """As :func:`s3d.io.image.to_uint8`: ``v * 255 + 0.5``, clamped, truncated."""
     t = v * np.float32(255) + _HALF
     return np.uint8(min(max(t, _F0), np.float32(255)))
 
@@ -328,7 +328,8 @@ def _num_threads(threads: int | None) -> Iterator[None]:
 
 def _reference(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str) -> torch.Tensor:
     """The torch path the kernel reproduces: ``to_tensor`` -> ``synthesize_view`` -> ``to_uint8``."""
-    from s3d.pipeline import to_tensor, to_uint8  # here, not at the top: s3d.pipeline imports s3d.stereo
+    from s3d.io.image import to_uint8
+    from s3d.pipeline import to_tensor  # here, not at the top: s3d.pipeline imports s3d.stereo
     from s3d.stereo.warp import synthesize_view
 
     image = to_tensor(frames, frames.device)

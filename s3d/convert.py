@@ -35,6 +35,7 @@ from s3d.io.overlap import BackgroundSink, background_iter
 from s3d.io.segments import Segment, WorkFolder, fingerprint, frame_pts, plan_segments
 from s3d.io.video import (
     CONTAINER_FORMAT,
+    H264_FRAME_PACKING,
     MATROSKA_STEREO_MODE,
     EncoderSettings,
     VideoInfo,
@@ -43,7 +44,7 @@ from s3d.io.video import (
     frame_at,
     probe_video,
 )
-from s3d.layout import pack, packed_size, split, wiggle_frames
+from s3d.layout import RGBD, pack, packed_size, split, wiggle_frames
 from s3d.layout.detect import from_name, half_from_aspect
 from s3d.options import check_convert_options
 from s3d.pipeline import (
@@ -69,6 +70,9 @@ LAYOUT_SUFFIX = {
     "half_ou": "_TB_Half_TB",
     "full_cross": "_RL_Full_SBS",  # "rl": right eye first (RAD TV, Skybox, DeoVR read the token)
     "half_cross": "_RL_Half_SBS",
+    "full_rgbd": "_RGBD",  # no stereo token: a player must not take the depth for the other eye
+    "half_rgbd": "_RGBD_Half",
+    "vr180": "_180x180_3dh_LR",  # 180-degree, half-dome, left-right: DeoVR, Skybox, Pigasus read these tokens
     "anaglyph": "_anaglyph",
 }
 
@@ -90,6 +94,8 @@ def stereo_settings(cfg: DictConfig) -> StereoSettings:
             cfg.interpolation,
             float(cfg.comfort.foreground_scale),
             int(cfg.comfort.edge_dilation),
+            int(cfg.vr180.canvas),
+            float(cfg.vr180.screen_degrees),
         )
     except ValueError as err:  # a mistyped option is one line, before any work
         raise S3DError(None, str(err)) from None
@@ -121,6 +127,8 @@ def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None 
     auto = cfg.comfort
     convergence = AutoConvergence(auto.convergence_smoothing, cfg.temporal.scene_cut) if video and auto.auto_convergence else None
     if cfg.checkpoint:
+        if cfg.layout in RGBD:
+            raise S3DError(cfg.checkpoint, f"layout={cfg.layout} carries a depth backend's map; a checkpoint= model renders the other eye instead")
         if maps_in is not None or maps_out is not None:
             raise S3DError(cfg.checkpoint, "depth_in/depth_out work with the depth backends, not with a checkpoint= model")
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
@@ -226,8 +234,9 @@ def convert_segment(
         raise S3DError(info.path, f"segment {seg.index}: decoded {done} frames, expected {seg.frames} (cannot seek in this file? try segment_frames=0)")
 
 
-def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stereo_mode: str | None, overwrite: bool) -> None:
-    """The output from the segments by packet copy, with the input's audio and subtitles."""
+def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stereo_mode: str | None, overwrite: bool, projection: str | None = None) -> None:
+    """The output from the segments by packet copy, with the input's audio and subtitles; ``projection``
+    (``equirect_180`` for VR180) goes into an MP4's ``sv3d`` box."""
     with atomic_output(out, overwrite) as tmp, av.open(str(parts[0])) as first:
         template = first.streams.video[0]
         with VideoWriter(tmp, fmt, info, template.width, template.height, EncoderSettings(), stereo_mode, template=template) as writer:
@@ -237,7 +246,7 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
                         if packet.size:
                             writer.write_packet(packet)
         if stereo_mode in ST3D_MODES and fmt in ("mp4", "mov"):  # st3d has no right-eye-first mode: cross-eyed MP4 goes by its name
-            add_stereo_box(tmp, stereo_mode)  # PyAV cannot attach stereo side data: the box goes in after muxing
+            add_stereo_box(tmp, stereo_mode, projection)  # PyAV cannot attach stereo side data: the boxes go in after muxing
 
 
 class _Reporting:
@@ -266,9 +275,10 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
     info = probe_video(src, cfg.max_pixels)
     out, fmt, stereo_mode = _video_output(cfg, src)
     check_output(out, cfg.overwrite)  # refuse now, not after hours of work
-    ph, pw = packed_size(cfg.layout, info.height, info.width)
+    ph, pw = packed_size(cfg.layout, info.height, info.width, cfg.vr180.canvas, cfg.vr180.screen_degrees)
     size = (ph + ph % 2, pw + pw % 2)
-    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
+    packing = stereo_mode if stereo_mode in H264_FRAME_PACKING and cfg.layout != "vr180" else None  # VR180 players read sv3d
+    enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads, packing)
     all_pts = frame_pts(src) if cfg.segment_frames or cfg.depth_in or cfg.depth_out else None
     index_of = None
     if cfg.depth_in or cfg.depth_out:
@@ -293,7 +303,7 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
             wait_for_workers()
             if rank > 0:
                 return out
-        join_segments([work.part(s) for s in segments], info, out, fmt, stereo_mode, cfg.overwrite)
+        join_segments([work.part(s) for s in segments], info, out, fmt, stereo_mode, cfg.overwrite, "equirect_180" if cfg.layout == "vr180" else None)
     except BaseException:
         if rank > 0:
             raise  # the folder is worker 0's to keep or remove
@@ -332,16 +342,22 @@ def photo_eyes(cfg: DictConfig, src: Path, frame: np.ndarray | None = None) -> t
     repacked from its real eyes (``photo.from_stereo=repack``) or converted from the eye ``eye=`` names
     (``photo.from_stereo=convert``)."""
     eyes = stereo_photo_eyes(cfg, src) if frame is None else None
-    if eyes is not None and cfg.photo.from_stereo == "repack":
+    if eyes is not None and cfg.photo.from_stereo == "repack" and cfg.layout not in RGBD:  # RGB+depth needs a depth map
         device = torch.device("cpu")
         left, right = (to_tensor(torch.from_numpy(np.ascontiguousarray(a))[None], device) for a in eyes)
         return StereoPipeline(None, stereo_settings(cfg), device), left, right  # type: ignore[arg-type]  # no depth needed
-    if eyes is not None:
-        frame = eyes[1] if cfg.eye == "right" else eyes[0]
     maps_in, maps_out = depth_maps(cfg, src, 1, photo=True) if frame is None else (None, None)
     pipeline = _pipeline(cfg, maps_in=maps_in, maps_out=maps_out)
-    left, right = pipeline.eyes(torch.from_numpy(np.ascontiguousarray(read_photo(src) if frame is None else frame))[None], ids=[0])
+    left, right = pipeline.eyes(photo_input(cfg, src, eyes, frame), ids=[0])
     return pipeline, left, right
+
+
+def photo_input(cfg: DictConfig, src: Path, eyes: tuple[np.ndarray, np.ndarray] | None, frame: np.ndarray | None) -> torch.Tensor:
+    """The picture a photo's conversion starts from, ``(1, H, W, 3) uint8``: ``frame`` if given, else the eye
+    of a stereo photo that ``eye=`` names, else the photo."""
+    if frame is None and eyes is not None:
+        frame = eyes[1] if cfg.eye == "right" else eyes[0]
+    return torch.from_numpy(np.ascontiguousarray(read_photo(src) if frame is None else frame))[None]
 
 
 def write_wiggle(cfg: DictConfig, gif: Path, left: torch.Tensor, right: torch.Tensor, overwrite: bool) -> Path:
@@ -357,9 +373,13 @@ def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     suffix = ".jpg" if src.suffix.lower() in {".mpo", *HEIF_SUFFIXES} else src.suffix  # formats few viewers open: written as JPEG
     out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, suffix, cfg.get("output_dir"))
     pipeline, left, right = photo_eyes(cfg, src)
+    if cfg.layout in RGBD:  # the photo (or the named eye) beside the depth that made the eyes
+        packed = pipeline(photo_input(cfg, src, stereo_photo_eyes(cfg, src), None), even=False, ids=[0])
+    else:
+        packed = pipeline.pack(left, right, even=False)
     written = []
     with atomic_output(out, cfg.overwrite) as tmp:
-        write_photo(tmp, pipeline.pack(left, right, even=False)[0].numpy(), cfg.photo.quality)
+        write_photo(tmp, packed[0].numpy(), cfg.photo.quality)
     written.append(out)
     if cfg.photo.gif:
         written.append(write_wiggle(cfg, out.with_name(f"{src.stem}_wiggle.gif"), left, right, cfg.overwrite))

@@ -50,6 +50,8 @@ RANGES = {
     "photo.quality": (1, 100, True),
     "photo.gif_steps": (1, None, True),
     "photo.gif_frame_ms": (1, None, True),
+    "vr180.canvas": (0, 16384, True),
+    "vr180.screen_degrees": (1.0, 179.0, False),
 }
 
 

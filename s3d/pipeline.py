@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from s3d.depth.base import DepthBackend
 from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
 from s3d.io.image import to_uint8
-from s3d.layout import pack
+from s3d.layout import RGBD, pack, pack_rgbd
 from s3d.models.common import ViewModel
 from s3d.stereo import nearness_to_disparity, synthesize_view
 from s3d.stereo.comfort import AutoConvergence, shape_nearness
@@ -31,6 +31,8 @@ class StereoSettings:
     interpolation: str = "bicubic"  # how the input eye is read at fractional columns: bicubic (sharp) | bilinear (faster on CPU)
     foreground_scale: float = 0.0  # comfort: compress the near range (s3d.stereo.comfort)
     edge_dilation: int = 0  # comfort: grow the near side of depth edges by this many pixels
+    vr180_canvas: int = 0  # layout=vr180: each eye's canvas side in pixels (0 = keep the frame's pixel density)
+    vr180_screen_degrees: float = 90.0  # layout=vr180: how wide the flat screen looks
 
     def __post_init__(self):
         if self.eye not in EYES:
@@ -163,7 +165,7 @@ class StereoPipeline:
     @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
         s = self.settings
-        packed = pack(left, right, s.layout, anaglyph_method=s.anaglyph_method)
+        packed = pack(left, right, s.layout, anaglyph_method=s.anaglyph_method, canvas=s.vr180_canvas, screen_degrees=s.vr180_screen_degrees)
         return to_uint8(pad_even(packed) if even else packed)
 
     def __call__(self, frames: torch.Tensor, even: bool = True, ids: list[int] | None = None) -> torch.Tensor:
@@ -187,6 +189,9 @@ class StereoPipeline:
         return self._render(frames, image, nearness, s, even)
 
     def _render(self, frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, even: bool) -> torch.Tensor:
+        if s.layout in RGBD:  # the player renders the views: the input eye and the depth that would drive the warp
+            packed = pack_rgbd(image, shape_nearness(nearness, s.foreground_scale, s.edge_dilation), s.layout)
+            return to_uint8(pad_even(packed) if even else packed)
         if uint8_shortcut(s, *frames.shape[1:3], even):
             # The input eye is already uint8 on the CPU: only the other eye is rendered, straight to uint8.
             # torch's thread count is the one convert's `threads` (and each worker's share) sets: the kernel follows it

@@ -57,6 +57,8 @@ def test_sbs_mkv_doubles_width_keeps_audio_frames_timestamps_and_flags_stereo(sa
         ("half_ou", (64, 48), "top_bottom"),
         ("full_cross", (128, 48), "right_left"),
         ("half_cross", (64, 48), "right_left"),
+        ("full_rgbd", (128, 48), None),  # a picture and its depth: no stereo flag
+        ("half_rgbd", (64, 48), None),
         ("anaglyph", (64, 48), None),
     ],
 )
@@ -279,3 +281,62 @@ def test_encoder_threads_reach_x264(tmp_path: Path, threads: int):
     clip = make_video(tmp_path / "t.mp4", width=64, height=256, frames=4)
     out = run_convert(f"input={clip}", f"output={tmp_path / 'o.mkv'}", f"video.threads={threads}")[0]
     assert f" threads={threads} ".encode() in out.read_bytes()
+
+
+def test_rgbd_from_the_command_line_is_the_picture_beside_the_depth_that_drives_the_warp(tmp_path: Path):
+    src = make_video(tmp_path / "clip.mp4", width=64, height=48, frames=3)
+    maps = tmp_path / "maps"
+    run = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "convert.py"), f"input={src}", "layout=full_rgbd", f"depth_out={maps}", TEST_BACKEND, "video.crf=0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "clip_RGBD.mkv"
+    with av.open(str(out)) as c:
+        assert "stereo_mode" not in c.streams.video[0].metadata
+        frames = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+    with av.open(str(src)) as c:
+        inputs = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+    assert len(frames) == 3 and frames[0].shape == (48, 128, 3)
+    for i, (frame, rgb) in enumerate(zip(frames, inputs)):
+        assert np.abs(frame[:, :64] - rgb).mean() < 4  # the input eye, as it was (up to a second 4:2:0 round trip)
+        depth = frame[:, 64:]
+        assert np.abs(depth - depth.mean(axis=2, keepdims=True)).max() <= 2  # grey
+        written = np.asarray(Image.open(maps / f"clip_depth_{i:06d}.png")).astype(float) / 65535 * 255
+        assert np.abs(depth[..., 0] - written).mean() < 2 and depth.std() > 5  # the map that drove it, not a flat field
+
+
+def test_rgbd_photo_and_refusals(tmp_path: Path):
+    photo = tmp_path / "p.png"
+    Image.fromarray(textured_frame(48, 64, 0)).save(photo)
+    out = run_convert(f"input={photo}", "layout=half_rgbd", "photo.gif=false")[0]
+    assert out.name == "p_RGBD_Half.png"
+    packed = np.asarray(Image.open(out)).astype(int)
+    assert packed.shape == (48, 64, 3) and np.abs(packed[:, 32:] - packed[:, 32:].mean(axis=2, keepdims=True)).max() <= 1
+    with pytest.raises(S3DError, match="carries a depth backend's map"):
+        run_convert(f"input={photo}", "layout=full_rgbd", f"checkpoint={PROJECT_ROOT / 'weights' / 'seed_baseline.safetensors'}")
+
+
+def _sei_payload_types(path: Path) -> set[int]:
+    """The SEI payload types in the first video packet, read from its length-prefixed NAL units (MP4, Matroska)."""
+    with av.open(str(path)) as c:
+        data = bytes(next(p for p in c.demux(video=0) if p.size))
+    types, i = set(), 0
+    while i + 5 <= len(data):
+        size = int.from_bytes(data[i : i + 4], "big")
+        nal = data[i + 4 : i + 4 + size]
+        if nal and nal[0] & 0x1F == 6:  # SEI; its first message's type (types below 255 take one byte)
+            types.add(nal[1])
+        i += 4 + size
+    return types
+
+
+@pytest.mark.parametrize("layout,fmt,packing", [("full_sbs", "mkv", True), ("half_ou", "mp4", True), ("full_cross", "mkv", False), ("anaglyph", "mp4", False)])
+def test_h264_frame_packing_sei_for_sbs_and_ou(tiny_video: Path, tmp_path: Path, layout: str, fmt: str, packing: bool):
+    """TVs that read the H.264 frame packing arrangement SEI (payload type 45) switch to 3D by themselves; it
+    cannot say "right eye first", so cross-eyed output has none, and neither has an anaglyph."""
+    out = run_convert(f"input={tiny_video}", f"layout={layout}", f"video.format={fmt}", "segment_frames=4", f"output={tmp_path / ('o.' + fmt)}")[0]
+    assert (45 in _sei_payload_types(out)) == packing
+    assert 5 in _sei_payload_types(out)  # x264's own user-data SEI: the parse found the SEI units at all

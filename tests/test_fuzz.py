@@ -71,7 +71,23 @@ def test_metadata_wins_over_the_name(mode, name):
     assert from_metadata({"stereo_mode": mode.upper()}) == METADATA_MODES[mode]
 
 
-@given(st.sampled_from([k for k in LAYOUT_SUFFIX if k != "anaglyph"]), words, st.integers(64, 400), st.integers(64, 400))
+@given(st.sampled_from(["full_rgbd", "half_rgbd", "anaglyph"]), words, st.integers(64, 400), st.integers(64, 400))
+def test_our_outputs_that_are_not_two_eyes_are_not_read_as_stereo(layout, stem, h, w):
+    ph, pw = packed_size(layout, h, w)
+    assert detect_layout(f"{stem}{LAYOUT_SUFFIX[layout]}.mkv", {}, torch.zeros(3, ph, pw)) is None
+
+
+@given(words, st.integers(64, 400), st.integers(64, 400))
+def test_our_vr180_names_read_back_as_two_eyes_side_by_side(stem, h, w):
+    ph, pw = packed_size("vr180", h, w, canvas=256)
+    found = detect_layout(f"{stem}{LAYOUT_SUFFIX['vr180']}.mkv", {}, torch.zeros(3, ph, pw))
+    # side by side, left eye first (full or half is the aspect's guess: each canvas is square, its own projection)
+    assert found is not None and found.arrangement == "sbs" and found.left_first and found.source == "name"
+
+
+@given(
+    st.sampled_from([k for k in LAYOUT_SUFFIX if k not in ("anaglyph", "vr180", "full_rgbd", "half_rgbd")]), words, st.integers(64, 400), st.integers(64, 400)
+)
 def test_our_own_output_names_are_read_back_as_what_we_wrote(layout, stem, h, w):
     ph, pw = packed_size(layout, h, w)
     found = detect_layout(f"{stem}{LAYOUT_SUFFIX[layout]}.mkv", {}, torch.zeros(3, ph, pw))

@@ -1,14 +1,15 @@
 import pytest
 import torch
 
-from s3d.layout import ANAGLYPH_METHODS, LAYOUTS, anaglyph, pack, packed_size, split, wiggle_frames
+from s3d.layout import ANAGLYPH_METHODS, LAYOUTS, RGBD, anaglyph, pack, pack_rgbd, packed_size, split, wiggle_frames
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("h,w", [(10, 16), (9, 15)])
 def test_pack_size(layout, h, w):
     left, right = torch.rand(2, 3, h, w), torch.rand(2, 3, h, w)
-    assert pack(left, right, layout).shape[-2:] == packed_size(layout, h, w)
+    packed = pack_rgbd(left, right[:, :1], layout) if layout in RGBD else pack(left, right, layout)
+    assert packed.shape[-2:] == packed_size(layout, h, w)
 
 
 @pytest.mark.parametrize("layout", ["full_sbs", "full_ou"])
@@ -67,3 +68,19 @@ def test_cross_eyed_is_side_by_side_with_the_right_eye_first(layout):
     assert cross[..., : cross.shape[-1] // 2].min() == 1 and cross[..., cross.shape[-1] // 2 :].max() == 0
     a, b = split(cross, layout)
     assert torch.equal(a, left) and torch.equal(b, right)
+
+
+@pytest.mark.parametrize("layout,width", [("full_rgbd", 20), ("half_rgbd", 10)])
+def test_pack_rgbd_puts_the_depth_beside_the_eye_as_grey(layout: str, width: int):
+    image, near = torch.rand(2, 3, 6, 10), torch.linspace(0, 1, 10).expand(2, 1, 6, 10)
+    packed = pack_rgbd(image, near, layout)
+    assert packed.shape == (2, 3, 6, width) == (2, 3, *packed_size(layout, 6, 10))
+    depth = packed[..., packed.shape[-1] // 2 :]
+    assert torch.equal(depth[:, 0], depth[:, 1]) and torch.equal(depth[:, 1], depth[:, 2])
+    assert (depth[..., 1:] >= depth[..., :-1] - 1e-6).all() and depth[..., 0].max() < 0.1 < 0.9 < depth[..., -1].min()  # far left, near right
+    if layout == "full_rgbd":
+        assert torch.equal(packed[..., :10], image) and torch.equal(depth[:, :1], near)
+    with pytest.raises(ValueError, match="use pack_rgbd"):
+        pack(image, image, layout)
+    with pytest.raises(ValueError, match="one eye and its depth"):
+        split(packed, layout)

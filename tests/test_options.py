@@ -26,7 +26,7 @@ def test_mistyped_options_are_one_line_from_the_command_line(tmp_path):
     photo = tmp_path / "p.png"
     Image.new("RGB", (64, 48), (90, 120, 30)).save(photo)
     cases = {
-        "layout=weird": "s3d: error: layout must be one of full_sbs, half_sbs, full_ou, half_ou, full_cross, half_cross, anaglyph; got 'weird'",
+        "layout=weird": "s3d: error: layout must be one of full_sbs, half_sbs, full_ou, half_ou, full_cross, half_cross, full_rgbd, half_rgbd, vr180, anaglyph; got 'weird'",
         "divergence=-3": "s3d: error: divergence must be a number >= 0.0 and <= 20.0, got -3",
         "video.crff=20": "s3d: error: unknown option 'video.crff' (python convert.py --help lists every option)",
         "depth=midas": "s3d: error: depth=midas: no such depth; one of densedepth, depth_anything_v2_small, s3d_lite0, tiny_random",

@@ -1,8 +1,10 @@
-"""Stereo metadata in MP4: the Spherical Video V2 ``st3d`` box, added to a finished file.
+"""Stereo and VR metadata in MP4: the Spherical Video V2 ``st3d`` and ``sv3d`` boxes, added to a finished file.
 
-PyAV cannot attach stereo-3D side data to a stream, so the MP4 muxer writes none. This small ISO-BMFF
-writer adds ``st3d`` (Google's Spherical Video V2 RFC: a FullBox with one byte, 0 mono, 1 top-bottom,
-2 left-right) at the end of each video sample entry (``moov/trak/mdia/minf/stbl/stsd/avc1`` ...), grows
+PyAV cannot attach stereo-3D or spherical side data to a stream, so the MP4 muxer writes none. This small
+ISO-BMFF writer adds ``st3d`` (Google's Spherical Video V2 RFC: a FullBox with one byte, 0 mono, 1
+top-bottom, 2 left-right) and, for VR180, ``sv3d`` (``svhd`` with the writer's name, ``proj`` holding
+``prhd``, the pose, and ``equi``, an equirectangular projection whose bounds crop 360 to 180 degrees)
+at the end of each video sample entry (``moov/trak/mdia/minf/stbl/stsd/avc1`` ...), grows
 every box on the way, and shifts the chunk offsets (``stco``/``co64``) when ``moov`` comes before the media
 data. The file is rewritten beside itself and renamed, so it is never half changed.
 """
@@ -17,6 +19,9 @@ from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
 
 ST3D_MODES = {"mono": 0, "top_bottom": 1, "left_right": 2}
+# Equirectangular bounds (0.32 fixed point: the fraction cut from the top, bottom, left, right of a full
+# 360 x 180 degree frame): 180 degrees across is a quarter off each side.
+PROJECTIONS = {"equirect_180": (0, 0, 0x40000000, 0x40000000)}
 CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
 VISUAL_ENTRIES = {b"avc1", b"avc3", b"hvc1", b"hev1", b"mp4v", b"av01", b"vp09"}
 VISUAL_ENTRY_FIELDS = 78  # bytes of a VisualSampleEntry before its child boxes (ISO/IEC 14496-12)
@@ -86,19 +91,27 @@ def st3d_box(mode: str) -> bytes:
     return _box(b"st3d", bytes(4) + bytes([ST3D_MODES[mode]]))
 
 
-def _sample_entry(data: bytes, kind: bytes, payload: int, end: int, mode: str) -> bytes:
+def sv3d_box(projection: str) -> bytes:
+    """``sv3d``: the metadata source, a pose looking straight ahead, and the equirectangular bounds."""
+    svhd = _box(b"svhd", bytes(4) + b"s3d\0")
+    prhd = _box(b"prhd", bytes(4) + struct.pack(">iii", 0, 0, 0))
+    equi = _box(b"equi", bytes(4) + struct.pack(">IIII", *PROJECTIONS[projection]))
+    return _box(b"sv3d", svhd + _box(b"proj", prhd + equi))
+
+
+def _sample_entry(data: bytes, kind: bytes, payload: int, end: int, added: bytes) -> bytes:
     fields = data[payload : payload + VISUAL_ENTRY_FIELDS]
-    children = b"".join(data[s:e] for k, s, _, e in boxes(data, payload + VISUAL_ENTRY_FIELDS, end) if k != b"st3d")
-    return _box(kind, fields + children + st3d_box(mode))
+    children = b"".join(data[s:e] for k, s, _, e in boxes(data, payload + VISUAL_ENTRY_FIELDS, end) if k not in (b"st3d", b"sv3d"))
+    return _box(kind, fields + children + added)
 
 
-def _rebuild(data: bytes, start: int, end: int, mode: str) -> bytes:
+def _rebuild(data: bytes, start: int, end: int, added: bytes) -> bytes:
     out = []
     for kind, s, p, e in boxes(data, start, end):
         if kind in CONTAINERS:
-            out.append(_box(kind, _rebuild(data, p, e, mode)))
+            out.append(_box(kind, _rebuild(data, p, e, added)))
         elif kind == b"stsd":
-            entries = [_sample_entry(data, k, ep, ee, mode) if k in VISUAL_ENTRIES else data[es:ee] for k, es, ep, ee in boxes(data, p + 8, e)]
+            entries = [_sample_entry(data, k, ep, ee, added) if k in VISUAL_ENTRIES else data[es:ee] for k, es, ep, ee in boxes(data, p + 8, e)]
             out.append(_box(kind, data[p : p + 8] + b"".join(entries)))
         else:
             out.append(data[s:e])
@@ -117,8 +130,8 @@ def _shift_chunk_offsets(moov: bytearray, start: int, end: int, delta: int) -> N
                 moov[at : at + width] = struct.pack(fmt, struct.unpack(fmt, moov[at : at + width])[0] + delta)
 
 
-def read_st3d(path: Path) -> list[int]:
-    """The ``st3d`` stereo modes of the video sample entries of an MP4 file (for tests and checks)."""
+def _entry_boxes(path: Path, wanted: bytes) -> list[tuple[bytes, int, int]]:
+    """``(file bytes, payload start, end)`` of each ``wanted`` box in the video sample entries of an MP4 file."""
     data = Path(path).read_bytes()
     found = []
 
@@ -129,25 +142,44 @@ def read_st3d(path: Path) -> list[int]:
             elif kind == b"stsd":
                 for k, _, ep, ee in boxes(data, p + 8, e):
                     if k in VISUAL_ENTRIES:
-                        found.extend(data[cp + 4] for ck, _, cp, _ in boxes(data, ep + VISUAL_ENTRY_FIELDS, ee) if ck == b"st3d")
+                        found.extend((data, cp, ce) for ck, _, cp, ce in boxes(data, ep + VISUAL_ENTRY_FIELDS, ee) if ck == wanted)
 
     walk(0, len(data))
     return found
 
 
-def add_stereo_box(path: Path, mode: str) -> None:
+def read_st3d(path: Path) -> list[int]:
+    """The ``st3d`` stereo modes of the video sample entries of an MP4 file (for tests and checks)."""
+    return [data[p + 4] for data, p, _ in _entry_boxes(path, b"st3d")]
+
+
+def read_sv3d(path: Path) -> list[tuple[int, int, int, int]]:
+    """The equirectangular bounds ``(top, bottom, left, right)`` of each ``sv3d`` box (for tests and checks)."""
+    found = []
+    for data, p, e in _entry_boxes(path, b"sv3d"):
+        for kind, _, pp, pe in boxes(data, p, e):
+            if kind == b"proj":
+                found.extend(struct.unpack(">IIII", data[ep + 4 : ep + 20]) for k, _, ep, _ in boxes(data, pp, pe) if k == b"equi")
+    return found
+
+
+def add_stereo_box(path: Path, mode: str, projection: str | None = None) -> None:
     """Give every video track of the MP4/MOV file ``path`` an ``st3d`` box with ``mode`` (``left_right``,
-    ``top_bottom`` or ``mono``), rewriting the file beside itself and renaming it into place."""
+    ``top_bottom`` or ``mono``) and, with ``projection`` (``equirect_180``), an ``sv3d`` box, rewriting the
+    file beside itself and renaming it into place."""
     path = Path(path)
     if mode not in ST3D_MODES:
         raise ValueError(f"st3d mode must be one of {', '.join(ST3D_MODES)}, got '{mode}'")
+    if projection is not None and projection not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, got '{projection}'")
+    added = st3d_box(mode) + (sv3d_box(projection) if projection else b"")
     size = path.stat().st_size
     moov_found = read_moov(path)
     if moov_found is None:
         raise S3DError(path, "not an MP4 file with one 'moov' box")
     moov, m_start, m_end = moov_found
     top = top_level(path)
-    new = bytearray(_rebuild(moov, 0, len(moov), mode))
+    new = bytearray(_rebuild(moov, 0, len(moov), added))
     delta = len(new) - len(moov)
     if any(k == b"mdat" and s > m_start for k, s, _ in top):  # media after moov: its offsets move by delta
         _shift_chunk_offsets(new, 0, len(new), delta)

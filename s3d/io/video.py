@@ -29,9 +29,13 @@ MATROSKA_STEREO_MODE = {
     "half_ou": "top_bottom",
     "full_cross": "right_left",
     "half_cross": "right_left",
+    "vr180": "left_right",
 }
 # What convert.py, folders, the web page and the training films take as a video.
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".ogv"}
+# H.264 frame packing arrangement types (ITU-T H.264, D.2.26) for the layouts it can state with the left
+# view first (x264 always writes content_interpretation_type 1: frame 0 is the left view; cross-eyed has none).
+H264_FRAME_PACKING = {"left_right": 3, "top_bottom": 4}
 CONTAINER_FORMAT = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".webm": "webm"}
 # Audio codecs MP4/MOV players accept; others are re-encoded to AAC there.
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -277,6 +281,7 @@ class EncoderSettings:
     preset: str = "fast"
     pix_fmt: str = "yuv420p"
     threads: int = 0  # encoder threads; 0 = the codec's own choice (x264: 1.5 per core)
+    frame_packing: str | None = None  # left_right | top_bottom: x264 writes the H.264 frame-packing SEI (TVs switch to 3D on it)
 
 
 class VideoWriter:
@@ -344,6 +349,8 @@ class VideoWriter:
         opts = {}
         if settings.codec in ("libx264", "libx265"):
             opts = {"crf": str(settings.crf), "preset": settings.preset}
+        if settings.codec == "libx264" and settings.frame_packing:
+            opts["x264-params"] = f"frame-packing={H264_FRAME_PACKING[settings.frame_packing]}"
         elif settings.codec.endswith("_nvenc"):  # NVIDIA's encoder: constant quality instead of crf
             opts = {"rc": "vbr", "cq": str(settings.crf)}
         if settings.threads:

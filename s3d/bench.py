@@ -36,7 +36,7 @@ from s3d.config import PROJECT_ROOT, compose
 from s3d.convert import depth_backend, depth_reuse, stereo_settings, temporal_smoother
 from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.densedepth import DenseDepth
-from s3d.depth.depth_anything import DepthAnythingV2Small
+from s3d.depth.depth_anything import DepthAnythingV2
 from s3d.depth.onnx import OnnxRuntimePredict, onnxruntime_available
 from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
@@ -295,7 +295,10 @@ def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str
 
 def random_backend(name: str) -> DepthBackend:
     """A depth network with random weights: the same cost as the real one, for timing where its weights are absent."""
-    backend = {"densedepth": DenseDepth, "depth_anything_v2_small": DepthAnythingV2Small}[name].with_random_weights()
+    if name.startswith("depth_anything_v2_"):
+        backend = DepthAnythingV2.with_random_weights(name.removeprefix("depth_anything_v2_"))
+    else:
+        backend = {"densedepth": DenseDepth}[name].with_random_weights()
     return backend.eval().requires_grad_(False)
 
 
@@ -418,13 +421,10 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from s3d.cli import run as run_cli
+    from s3d import cli
 
-    def job() -> None:
-        cfg = compose("bench", list(sys.argv[1:] if argv is None else argv))
-        print(format_table(run(cfg)))
-
-    return run_cli(job)
+    cli.main("bench", lambda cfg: print(format_table(run(cfg))), argv, tool="python -m s3d.bench")
+    return 0
 
 
 if __name__ == "__main__":

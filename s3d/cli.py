@@ -1,12 +1,20 @@
-"""What every entry point shares: logging, and one-line errors with a non-zero exit instead of tracebacks."""
+"""What every entry point shares: logging, and one-line errors with a non-zero exit instead of tracebacks.
+
+Two command-line styles, one per kind of tool: jobs (``convert.py``, ``train.py``, ``evaluate.py``, ``app.py``,
+``python -m s3d.bench``) take ``key=value`` overrides of their ``conf/`` file (:func:`main`); file tools
+(converters, downloaders, ``python -m s3d.export``, ``python -m s3d.models.ship``) take paths and ``--flags``
+through argparse (:func:`file_tool` for the ones that take only paths).
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from s3d.errors import S3DError
@@ -55,6 +63,7 @@ def main(config_name: str, job: Callable, argv: list[str] | None = None, tool: s
     them, then :func:`run` ``job(cfg)``. ``--help`` prints the config with its comments; a mistyped option is
     one line and exit 1, like every other error."""
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from s3d.config import CONF_DIR, compose
 
@@ -68,8 +77,18 @@ def main(config_name: str, job: Callable, argv: list[str] | None = None, tool: s
     def composed():
         try:
             cfg = compose(config_name, args)
-        except HydraException as err:
+        except (HydraException, OmegaConfBaseException, ValueError) as err:  # e.g. an index into a list: clips.x=1
             raise S3DError(None, config_error(err, tool)) from None
         return job(cfg)
 
     return run(composed)
+
+
+def file_tool(prog: str, description: str, job: Callable[..., T], paths: tuple[str, ...], argv: list[str] | None = None) -> T:
+    """A tool that takes file paths: ``prog PATH ...`` (``--help`` from argparse, a wrong count is argparse's
+    one-line usage error, exit 2), then :func:`run` ``job(*paths)``."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    for name in paths:
+        ap.add_argument(name, type=Path)
+    args = ap.parse_args(argv)
+    return run(job, *(getattr(args, name) for name in paths))

@@ -69,22 +69,19 @@ def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tup
     return model, build_depth(OmegaConf.create(depth_cfg), device)
 
 
+def export_run(ckpt: Path, config: Path, out: Path) -> Path:
+    """Export a checkpoint of a training run with the model and depth configs of the run's ``config.yaml``."""
+    if not config.is_file():
+        raise S3DError(config, "no such run config (RUN_DIR/.hydra/config.yaml)")
+    cfg = OmegaConf.load(config)
+    return export_checkpoint(ckpt, cfg.model, cfg.get("depth"), out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m s3d.export CKPT RUN_DIR/.hydra/config.yaml OUT.safetensors``"""
-    import sys
+    from s3d import cli
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3:
-        print(main.__doc__, file=sys.stderr)
-        return 2
-    ckpt, config, out = map(Path, args)
-    try:
-        cfg = OmegaConf.load(config)
-        export_checkpoint(ckpt, cfg.model, cfg.depth, out)
-    except S3DError as err:
-        print(f"s3d: error: {err}", file=sys.stderr)
-        return 1
-    print(out)
+    print(cli.file_tool("python -m s3d.export", "Export a Lightning checkpoint of train.py as model.safetensors.", export_run, ("ckpt", "config", "out"), argv))
     return 0
 
 

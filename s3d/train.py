@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig) -> ViewSynthesisModule:
-    """The model, the depth backend it reads (none for a model that is its own depth: the config's default
-    depth is not even built for it), the loss and the optimiser settings."""
+    """The model (from ``init_weights`` if set), the depth backend it reads (none for a model that is its own
+    depth: the config's default depth is not even built for it), the loss and the optimiser settings."""
     model: ViewModel = instantiate(cfg.model)
+    if cfg.init_weights:  # continue from an exported model (its optimiser state is not kept; ckpt_path resumes fully)
+        read_metadata(Path(cfg.init_weights))  # a missing or foreign file is refused here in one line
+        load_weights(model, Path(cfg.init_weights))
     depth = build_depth(cfg.depth) if model.use_depth else None
     return ViewSynthesisModule(model, depth, instantiate(cfg.loss), **cfg.optim)
 
@@ -40,9 +43,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
-    if cfg.init_weights:  # continue from an exported model (its optimiser state is not kept; ckpt_path resumes fully)
-        read_metadata(Path(cfg.init_weights))  # a missing or foreign file is refused here in one line
-        load_weights(module.model, Path(cfg.init_weights))
     checkpoints = ModelCheckpoint(dirpath=f"{cfg.paths.output_dir}/checkpoints", monitor="val/psnr", mode="max", save_last=True, filename="best-{epoch}")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=[checkpoints])
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

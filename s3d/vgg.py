@@ -135,10 +135,8 @@ def convert_hed(h5_path: Path, out: Path, blocks: int = 3) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "convert-hed":
-        try:
-            print(convert_hed(Path(sys.argv[2]), Path(sys.argv[3])))
-        except S3DError as err:
-            sys.exit(f"s3d: error: {err}")
-    else:
+    from s3d import cli
+
+    if sys.argv[1:2] != ["convert-hed"]:
         sys.exit("usage: python -m s3d.vgg convert-hed HED.weights.h5 OUT.safetensors")
+    print(cli.file_tool("python -m s3d.vgg convert-hed", "HED's VGG16 convolutions to safetensors.", convert_hed, ("h5", "out"), sys.argv[2:]))

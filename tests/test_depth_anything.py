@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from s3d.config import PROJECT_ROOT, compose
 from s3d.convert import convert as convert_job
-from s3d.depth.depth_anything import DepthAnythingNet, DepthAnythingV2Small
+from s3d.depth.depth_anything import DepthAnythingNet, DepthAnythingV2, DepthAnythingV2Small
 from s3d.depth.fetch_depth_anything import (
     canonical_name,
     convert,
@@ -46,9 +46,13 @@ def random_hf_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return {name: torch.randn(shape, generator=g) * 0.02 for name, shape in published_layout().items()}
 
 
-def test_the_converters_map_is_the_layout_transformers_writes():
-    """The converter's inverse map against the record of the file ``save_pretrained`` writes."""
-    assert hf_shapes() == published_layout()
+@pytest.mark.parametrize("variant", ["small", "base", "large"])
+def test_the_converters_map_is_the_layout_transformers_writes(variant: str):
+    """The converter's inverse map against the record of the layout ``transformers`` gives each variant."""
+    assert hf_shapes(variant) == published_layout(variant)
+    if variant != "small":  # a file of another size is refused by name, not loaded
+        with pytest.raises(S3DError, match=f"not Depth Anything V2 {variant.title()}"):
+            convert_hf_state(random_hf_state(), "small.safetensors", variant)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +212,16 @@ def test_failed_fetch_is_one_line_and_leaves_nothing(server, tmp_path, capsys, p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_fetch_of_another_size_refuses_the_small_file_in_one_line(server, tmp_path, capsys):
+    """``make weights depth=depth_anything_v2_large`` runs ``--variant large``: a Small file is refused by name."""
+    base, _ = server
+    out = tmp_path / "da_large.safetensors"
+    assert exit_code(main, ["--variant", "large", "--url", f"{base}/model.safetensors", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not Depth Anything V2 Large" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- in the conversion pipeline ------------------------------------------------------------------
 
 
@@ -250,15 +264,15 @@ def real_photo() -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
 
 
-def small_hf_model():
+def hf_model(variant: str = "small"):
     pytest.importorskip("transformers")
-    return hf_depth_anything.small_hf_model()
+    return hf_depth_anything.hf_model(variant)
 
 
 @pytest.fixture(scope="module")
 def parity_pair(tmp_path_factory):
     """The random transformers model and our backend loaded from the file transformers writes for it."""
-    model = small_hf_model()
+    model = hf_model("small")
     assert {canonical_name(k): tuple(v.shape) for k, v in model.state_dict().items()} == hf_shapes()
     d = tmp_path_factory.mktemp("parity")
     model.save_pretrained(d / "hf")  # the file as transformers writes (and the Hub serves) it
@@ -305,3 +319,21 @@ def test_parity_catches_a_wrong_mapping(parity_pair):
         with torch.inference_mode():
             diff = float((net((x - backend.mean) / backend.std)[:, 0] - ref).abs().max())
         assert not diff <= 1e-4 * float(ref.max() - ref.min())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant,size", [("base", 518), ("large", 266)])
+def test_parity_of_base_and_large_with_transformers(tmp_path, variant: str, size: int):
+    """Base and Large as Small: transformers' model with random weights, saved, converted, compared (Large at
+    266 x 266, 19 x 19 patches with resized position embeddings, to keep its 335M parameters cheap)."""
+    model = hf_model(variant)
+    model.save_pretrained(tmp_path / "hf")
+    convert(tmp_path / "hf" / "model.safetensors", tmp_path / "da.safetensors", variant=variant)
+    backend = DepthAnythingV2(str(tmp_path / "da.safetensors"), variant).eval()
+    x = F.interpolate(real_photo(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    with torch.inference_mode():
+        ours = backend.predict(x)[:, 0]
+        ref = model(pixel_values=(x - backend.mean) / backend.std).predicted_depth
+    span, diff = float(ref.max() - ref.min()), float((ours - ref).abs().max())
+    print(f"\n{variant} parity at {size}x{size}: largest |difference| {diff:.3g}, output range {span:.3g}")
+    assert span > 0 and diff <= 1e-4 * span

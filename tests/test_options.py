@@ -29,7 +29,7 @@ def test_mistyped_options_are_one_line_from_the_command_line(tmp_path):
         "layout=weird": "s3d: error: layout must be one of full_sbs, half_sbs, full_ou, half_ou, full_cross, half_cross, full_rgbd, half_rgbd, vr180, anaglyph; got 'weird'",
         "divergence=-3": "s3d: error: divergence must be a number >= 0.0 and <= 20.0, got -3",
         "video.crff=20": "s3d: error: unknown option 'video.crff' (python convert.py --help lists every option)",
-        "depth=midas": "s3d: error: depth=midas: no such depth; one of densedepth, depth_anything_v2_small, s3d_lite0, tiny_random",
+        "depth=midas": "s3d: error: depth=midas: no such depth; one of densedepth, depth_anything_v2_base, depth_anything_v2_large, depth_anything_v2_small, s3d_lite0, tiny_random",
     }
     for arg, line in cases.items():
         run = _convert(tmp_path, f"input={photo}", "depth=tiny_random" if not arg.startswith("depth=") else "quiet=true", arg)
@@ -72,3 +72,19 @@ def test_config_errors_of_other_kinds_stay_one_line():
         assert config_error(err, "t") == "no viable alternative at input '[a'"
     else:
         raise AssertionError("Hydra parsed a broken override")
+
+
+@pytest.mark.parametrize(
+    "tool,args,code,line",
+    [
+        ("s3d.models.ship", ["/no/such.safetensors", "out.safetensors"], 1, "s3d: error: /no/such.safetensors: not a readable safetensors file"),
+        ("s3d.models.ship", [], 2, "error: the following arguments are required: src, dst"),
+        ("s3d.export", ["/no/such.ckpt", "/no/config.yaml", "out.safetensors"], 1, "s3d: error: /no/config.yaml: no such run config"),
+        ("s3d.bench", ["clips.nope=1"], 1, "s3d: error: "),
+    ],
+)
+def test_the_file_tools_and_the_bench_answer_in_one_line(tmp_path, tool, args, code, line):
+    """One command-line style per kind of tool (s3d/cli.py): file tools take paths (argparse), jobs take key=value."""
+    run = subprocess.run([sys.executable, "-m", tool, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == code and line in run.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in run.stderr and not list(tmp_path.iterdir())

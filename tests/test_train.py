@@ -48,6 +48,7 @@ def test_fast_dev_run(tmp_path: Path, model: str):
             assert (c.streams.video[0].width, c.streams.video[0].height, c.streams.video[0].frames or 3) == (128, 48, 3)
 
 
+@pytest.mark.slow  # two trainings in subprocesses; test_fast_dev_run runs one by default
 def test_short_run_logs_checkpoints_and_resumes(tmp_path: Path):
     short = [
         "trainer.fast_dev_run=false",
@@ -221,6 +222,7 @@ def test_export_choice_is_checked(tmp_path: Path):
         train_job(cfg)
 
 
+@pytest.mark.slow  # three trainings in subprocesses; the in-process check below runs by default
 def test_init_weights_continues_from_an_exported_model(tmp_path: Path):
     r = train(tmp_path, "model=warp", "hydra.run.dir=first")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -265,3 +267,22 @@ def test_a_model_that_is_its_own_depth_builds_and_exports_no_depth_backend(tmp_p
     path = export_model(lite.model, cfg.model, depth_config(cfg, lite.model), tmp_path / "lite.safetensors")
     model, depth = load_model(path, tmp_path, torch.device("cpu"))
     assert depth is None and not model.use_depth and not model.training
+
+
+def test_init_weights_builds_the_module_from_an_exported_model(tmp_path: Path):
+    """In process, what the slow test above checks through train.py: the module starts from the file's tensors,
+    and a file of another model is refused in one line naming it."""
+    from s3d.export import export_model
+    from s3d.train import build_module, depth_config
+
+    cfg = compose("train", ["model=warp", f"paths.output_dir={tmp_path}"])
+    first = build_module(cfg)
+    with torch.no_grad():
+        for p in first.model.parameters():
+            p.add_(torch.randn_like(p))  # not what a fresh module starts from
+    path = export_model(first.model, cfg.model, depth_config(cfg, first.model), tmp_path / "first.safetensors")
+    again = build_module(compose("train", ["model=warp", f"init_weights={path}", f"paths.output_dir={tmp_path}"]))
+    a, b = first.model.state_dict(), again.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(S3DError, match=r"first\.safetensors: weights do not fit the model"):
+        build_module(compose("train", ["model=seed", f"init_weights={path}", f"paths.output_dir={tmp_path}"]))

@@ -1,9 +1,10 @@
-"""Depth Anything V2 Small (Yang et al. 2024) in PyTorch: a DINOv2 ViT-S/14 encoder and a DPT head.
+"""Depth Anything V2 (Yang et al. 2024) in PyTorch, Small, Base and Large: a DINOv2 ViT/14 encoder and a DPT head.
 
-The encoder is timm's ``vit_small_patch14_dinov2`` (its module layout is the original DINOv2's), run by
-hand so that the outputs of blocks 2, 5, 8 and 11 come out, each through the final LayerNorm, as the
-original's ``get_intermediate_layers(..., norm=True)``. The head is the original ``DPTHead`` without a
-readout (``use_clstoken=False`` for Small: the class token is dropped): 1x1 projections, resize layers
+The encoder is timm's ``vit_{small,base,large}_patch14_dinov2`` (its module layout is the original
+DINOv2's), run by hand so that the outputs of four blocks (2, 5, 8, 11; Large 4, 11, 17, 23) come out, each
+through the final LayerNorm, as the original's ``get_intermediate_layers(..., norm=True)``. The head is the
+original ``DPTHead`` without a readout (``use_clstoken=False`` in all three: the class token is dropped),
+its widths per variant (:data:`VARIANTS`): 1x1 projections, resize layers
 (x4, x2, x1, /2), ``layerN_rn`` 3x3 convolutions, four fusion blocks and the output convolutions, ending
 in a ReLU. Weights come from the Hugging Face port (``s3d.depth.fetch_depth_anything``).
 
@@ -21,6 +22,7 @@ is already the nearness the depth interface wants.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import timm
 import torch
@@ -31,13 +33,27 @@ from s3d.depth.base import DepthBackend, resolve_weights
 from s3d.io.weights import load_safetensors_into
 
 PATCH = 14
-ENCODER = "vit_small_patch14_dinov2"
 PRETRAIN_SIZE = 518  # 37 x 37 patches: the size of the stored position embeddings
-LAYERS = (2, 5, 8, 11)  # encoder blocks the head reads (the original's intermediate_layer_idx['vits'])
-EMBED_DIM = 384
-OUT_CHANNELS = (48, 96, 192, 384)
-FEATURES = 64
 HEAD_FEATURES = 32
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One size of the family, as the original's ``model_configs`` and ``intermediate_layer_idx``."""
+
+    encoder: str  # timm name
+    layers: tuple[int, ...]  # encoder blocks the head reads
+    embed_dim: int
+    out_channels: tuple[int, ...]
+    features: int
+    licence: str
+
+
+VARIANTS = {
+    "small": Variant("vit_small_patch14_dinov2", (2, 5, 8, 11), 384, (48, 96, 192, 384), 64, "Apache-2.0"),
+    "base": Variant("vit_base_patch14_dinov2", (2, 5, 8, 11), 768, (96, 192, 384, 768), 128, "CC-BY-NC-4.0"),
+    "large": Variant("vit_large_patch14_dinov2", (4, 11, 17, 23), 1024, (256, 512, 1024, 1024), 256, "CC-BY-NC-4.0"),
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -87,9 +103,7 @@ class FeatureFusionBlock(nn.Module):
 class DPTHead(nn.Module):
     """Four token maps ``(B, h*w, in_channels)`` on an ``h x w`` patch grid -> ``(B, 1, 14h, 14w)``, ReLU'd."""
 
-    def __init__(
-        self, in_channels: int = EMBED_DIM, features: int = FEATURES, out_channels: tuple[int, ...] = OUT_CHANNELS, head_features: int = HEAD_FEATURES
-    ):
+    def __init__(self, in_channels: int, features: int, out_channels: tuple[int, ...], head_features: int = HEAD_FEATURES):
         super().__init__()
         self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, 1) for c in out_channels)
         # Strides 4, 8, 14 and 28 pixels from the one 14-pixel grid: the "reassemble" of DPT.
@@ -133,13 +147,17 @@ class DepthAnythingNet(nn.Module):
     """``(B, 3, H, W)`` ImageNet-normalised RGB, ``H`` and ``W`` multiples of 14 -> ``(B, 1, H, W)``
     relative inverse depth (>= 0, larger = nearer).
 
-    ``init=False`` skips the random initialisation, for a network whose weights are loaded next.
+    ``variant``: a key of :data:`VARIANTS`. ``init=False`` skips the random initialisation, for a network
+    whose weights are loaded next.
     """
 
-    def __init__(self, init: bool = True):
+    def __init__(self, variant: str = "small", init: bool = True):
         super().__init__()
-        self.encoder = timm.create_model(ENCODER, pretrained=False, img_size=PRETRAIN_SIZE, num_classes=0, weight_init="" if init else "skip")
-        self.head = DPTHead()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
+        v = self.variant = VARIANTS[variant]
+        self.encoder = timm.create_model(v.encoder, pretrained=False, img_size=PRETRAIN_SIZE, num_classes=0, weight_init="" if init else "skip")
+        self.head = DPTHead(v.embed_dim, v.features, v.out_channels)
 
     def position_embedding(self, rows: int, cols: int) -> torch.Tensor:
         """The class token's and the patches' position embeddings for a ``rows x cols`` grid: ``(1, 1 + rows*cols, C)``.
@@ -155,15 +173,16 @@ class DepthAnythingNet(nn.Module):
         return torch.cat([pos[:, :1], patches.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)], dim=1)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``(B, 3, H, W)`` -> the patch tokens after blocks :data:`LAYERS`, normalised: each ``(B, H/14 * W/14, C)``."""
+        """``(B, 3, H, W)`` -> the patch tokens after the variant's four blocks, normalised: each ``(B, H/14 * W/14, C)``."""
         b, _, h, w = x.shape
         tokens = self.encoder.patch_embed.proj(x).flatten(2).transpose(1, 2)
         tokens = torch.cat([self.encoder.cls_token.expand(b, -1, -1), tokens], dim=1)
         tokens = tokens + self.position_embedding(h // PATCH, w // PATCH)
         out = []
-        for i, block in enumerate(self.encoder.blocks[: LAYERS[-1] + 1]):
+        layers = self.variant.layers
+        for i, block in enumerate(self.encoder.blocks[: layers[-1] + 1]):
             tokens = block(tokens)
-            if i in LAYERS:
+            if i in layers:
                 out.append(self.encoder.norm(tokens)[:, 1:])
         return out
 
@@ -174,34 +193,35 @@ class DepthAnythingNet(nn.Module):
         return self.head(self.features(x), h // PATCH, w // PATCH)
 
 
-class DepthAnythingV2Small(DepthBackend):
-    """The Depth Anything V2 Small depth backend (frozen), weights converted from the Hugging Face port.
+class DepthAnythingV2(DepthBackend):
+    """A Depth Anything V2 depth backend (frozen), weights converted from the Hugging Face port.
 
     ``predict``: ``(B, 3, h, w)`` RGB in ``[0, 1]`` at the working size -> ``(B, 1, h, w)`` relative
     inverse depth, larger = nearer (already nearness: no inversion).
     """
 
-    name = "depth_anything_v2_small"
-
     def __init__(
         self,
         weights: str | None,
-        how: str = "make weights depth=depth_anything_v2_small",
+        variant: str = "small",
+        how: str | None = None,
         resolution: int | None = PRETRAIN_SIZE,
         sha256: str | None = None,
         net: DepthAnythingNet | None = None,
     ):
         super().__init__(resolution)
+        self.name = f"depth_anything_v2_{variant}"
         if net is None:
-            net = load_safetensors_into(DepthAnythingNet(init=False), resolve_weights(weights, self.name, how, sha256))
+            how = how or f"make weights depth={self.name}"
+            net = load_safetensors_into(DepthAnythingNet(variant, init=False), resolve_weights(weights, self.name, how, sha256))
         self.net = net
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def with_random_weights(cls, **kwargs) -> DepthAnythingV2Small:
+    def with_random_weights(cls, variant: str = "small", **kwargs) -> DepthAnythingV2:
         """The published architecture with random weights: it costs the same, for timing where the weights are absent."""
-        return cls(None, net=DepthAnythingNet(), **kwargs)
+        return cls(None, variant, net=DepthAnythingNet(variant), **kwargs)
 
     def working_size(self, h: int, w: int) -> tuple[int, int]:
         """The original's resize: the short side to ``resolution`` (up or down), each side a multiple of 14
@@ -213,3 +233,14 @@ class DepthAnythingV2Small(DepthBackend):
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         return self.net((image - self.mean) / self.std)
+
+
+class DepthAnythingV2Small(DepthAnythingV2):
+    """Depth Anything V2 Small (the Apache-2.0 one): :class:`DepthAnythingV2` with ``variant="small"``."""
+
+    def __init__(self, weights: str | None, how: str | None = None, resolution: int | None = PRETRAIN_SIZE, sha256: str | None = None, net=None):
+        super().__init__(weights, "small", how, resolution, sha256, net)
+
+    @classmethod
+    def with_random_weights(cls, **kwargs) -> DepthAnythingV2Small:
+        return cls(None, net=DepthAnythingNet("small"), **kwargs)

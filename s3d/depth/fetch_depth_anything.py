@@ -1,14 +1,15 @@
-"""``make weights depth=depth_anything_v2_small``: download Depth Anything V2 Small, check it, record its sha256 and convert it.
+"""``make weights depth=depth_anything_v2_{small,base,large}``: download Depth Anything V2, check it, record its sha256 and convert it.
 
-``python -m s3d.depth.fetch_depth_anything [--url URL] [--out weights/depth_anything_v2_small.safetensors]``
+``python -m s3d.depth.fetch_depth_anything [--variant small|base|large] [--url URL] [--out weights/depth_anything_v2_<variant>.safetensors]``
 
 The published file is the Hugging Face ``transformers`` port (``DepthAnythingForDepthEstimation``,
 ``model.safetensors``). It streams to a temporary file, renamed only when its length matches the
-server's Content-Length (:func:`s3d.depth.fetch_densedepth.download`); every tensor is then checked by
+server's Content-Length (:func:`s3d.io.weights.download`); every tensor is then checked by
 name and shape and renamed to :class:`s3d.depth.depth_anything.DepthAnythingNet`'s layout (q, k and v
 concatenated into timm's fused ``qkv``). The download's sha256 goes into the converted file's metadata
 and the ``.json`` beside it; the download itself is deleted. ``--url file:///path/model.safetensors``
-converts a file already on disk.
+converts a file already on disk. Base and Large are published under CC-BY-NC-4.0 (non-commercial), Small
+under Apache-2.0.
 """
 
 from __future__ import annotations
@@ -26,14 +27,22 @@ from safetensors.torch import load_file, save_file
 
 from s3d import cli
 from s3d.config import PROJECT_ROOT
-from s3d.depth.depth_anything import DepthAnythingNet
+from s3d.depth.depth_anything import VARIANTS, DepthAnythingNet
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.weights import download, file_sha256
 
-HF_URL = "https://huggingface.co/depth-anything/Depth-Anything-V2-Small-hf/resolve/main/model.safetensors"
-DEFAULT_OUT = PROJECT_ROOT / "weights" / "depth_anything_v2_small.safetensors"
-ARCHITECTURE = "depth_anything_v2_small"
+HF_URLS = {v: f"https://huggingface.co/depth-anything/Depth-Anything-V2-{v.title()}-hf/resolve/main/model.safetensors" for v in VARIANTS}
+HF_URL = HF_URLS["small"]
+
+
+def default_out(variant: str) -> Path:
+    return PROJECT_ROOT / "weights" / f"depth_anything_v2_{variant}.safetensors"
+
+
+def _title(variant: str) -> str:
+    return f"Depth Anything V2 {variant.title()}"
+
 
 # transformers >= 5 names the DINOv2 attention like this in memory; the published file has the older names.
 ALIASES = {
@@ -42,7 +51,7 @@ ALIASES = {
     "attention.v_proj.": "attention.attention.value.",
     "attention.o_proj.": "attention.output.dense.",
 }
-UNUSED = {"backbone.embeddings.mask_token": (1, 384)}  # masked-image pre-training only; accepted and dropped
+MASK_TOKEN = "backbone.embeddings.mask_token"  # masked-image pre-training only; accepted and dropped
 
 _L = "backbone.encoder.layer.{0}."
 # (our tensor name, the Hugging Face name(s) it comes from): several names are concatenated along dim 0.
@@ -83,11 +92,11 @@ def hf_sources(name: str) -> tuple[str, ...]:
     raise KeyError(f"no Hugging Face source for '{name}'")
 
 
-@lru_cache(maxsize=1)
-def own_shapes() -> dict[str, tuple[int, ...]]:
+@lru_cache(maxsize=len(VARIANTS))
+def own_shapes(variant: str = "small") -> dict[str, tuple[int, ...]]:
     """Our network's tensor names and shapes (built on the meta device: no memory, no initialisation)."""
     with torch.device("meta"):
-        net = DepthAnythingNet(init=False)
+        net = DepthAnythingNet(variant, init=False)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
@@ -95,10 +104,10 @@ def _part_shape(shape: tuple[int, ...], parts: int) -> tuple[int, ...]:
     return (shape[0] // parts, *shape[1:])
 
 
-def hf_shapes() -> dict[str, tuple[int, ...]]:
+def hf_shapes(variant: str = "small") -> dict[str, tuple[int, ...]]:
     """Every tensor of the published file, by name, with its shape (the inverse of the conversion)."""
-    out = dict(UNUSED)
-    for name, shape in own_shapes().items():
+    out = {MASK_TOKEN: (1, VARIANTS[variant].embed_dim)}
+    for name, shape in own_shapes(variant).items():
         parts = hf_sources(name)
         out.update({p: _part_shape(shape, len(parts)) for p in parts})
     return out
@@ -111,33 +120,33 @@ def canonical_name(name: str) -> str:
     return name
 
 
-def convert_hf_state(state: dict[str, torch.Tensor], source: str | Path | None = None) -> dict[str, torch.Tensor]:
+def convert_hf_state(state: dict[str, torch.Tensor], source: str | Path | None = None, variant: str = "small") -> dict[str, torch.Tensor]:
     """Hugging Face ``DepthAnythingForDepthEstimation`` state dict -> :class:`DepthAnythingNet` state dict (float32).
 
     Every tensor is checked: a missing, unexpected or wrongly shaped one is refused with one line
     naming it (and ``source``, the file it came from).
     """
     state = {canonical_name(k): v for k, v in state.items()}
-    wanted = hf_shapes()
-    missing = [k for k in wanted if k not in state and k not in UNUSED]
+    wanted, title = hf_shapes(variant), _title(variant)
+    missing = [k for k in wanted if k not in state and k != MASK_TOKEN]
     if missing:
-        raise S3DError(source, f"missing tensor '{missing[0]}' ({len(missing)} missing in all); not Depth Anything V2 Small")
+        raise S3DError(source, f"missing tensor '{missing[0]}' ({len(missing)} missing in all); not {title}")
     for name, tensor in state.items():
         if name not in wanted:
-            raise S3DError(source, f"unexpected tensor '{name}'; not Depth Anything V2 Small")
+            raise S3DError(source, f"unexpected tensor '{name}'; not {title}")
         if tuple(tensor.shape) != wanted[name]:
-            raise S3DError(source, f"tensor '{name}' has shape {tuple(tensor.shape)}, expected {wanted[name]}; not Depth Anything V2 Small")
-    return {name: torch.cat([state[p].float() for p in hf_sources(name)]).contiguous() for name in own_shapes()}
+            raise S3DError(source, f"tensor '{name}' has shape {tuple(tensor.shape)}, expected {wanted[name]}; not {title}")
+    return {name: torch.cat([state[p].float() for p in hf_sources(name)]).contiguous() for name in own_shapes(variant)}
 
 
-def convert(src: Path, dst: Path, url: str | None = None) -> dict:
+def convert(src: Path, dst: Path, url: str | None = None, variant: str = "small") -> dict:
     """Convert the published ``src`` to ``dst`` and ``dst.with_suffix('.json')``, each written atomically; returns the metadata."""
     try:
         state = load_file(str(src))
     except Exception as err:  # safetensors raises several types for a corrupt header
         raise S3DError(src, f"not a readable safetensors file ({err})") from None
-    converted = convert_hf_state(state, src)
-    meta = {"architecture": ARCHITECTURE, "source": url or src.name, "source_sha256": file_sha256(src)}
+    converted = convert_hf_state(state, src, variant)
+    meta = {"architecture": f"depth_anything_v2_{variant}", "source": url or src.name, "source_sha256": file_sha256(src)}
     with atomic_output(dst, overwrite=True) as tmp:
         save_file(converted, str(tmp), metadata={"s3d": json.dumps(meta)})
     with atomic_output(dst.with_suffix(".json"), overwrite=True) as tmp:
@@ -145,12 +154,12 @@ def convert(src: Path, dst: Path, url: str | None = None) -> dict:
     return meta
 
 
-def fetch(url: str, out: Path, quiet: bool = False) -> dict:
+def fetch(url: str, out: Path, quiet: bool = False, variant: str = "small") -> dict:
     """Download ``url`` beside ``out``, convert it to ``out``, delete the download; returns the metadata."""
     out.parent.mkdir(parents=True, exist_ok=True)
     src = download(url, out.with_name(out.stem + ".hf.safetensors"), quiet=quiet)
     try:
-        return convert(src, out, url)
+        return convert(src, out, url, variant)
     finally:
         with contextlib.suppress(FileNotFoundError):
             src.unlink()  # kept neither when wrong (a web page, another model) nor when converted
@@ -158,12 +167,14 @@ def fetch(url: str, out: Path, quiet: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", default=HF_URL)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--variant", choices=tuple(VARIANTS), default="small")
+    ap.add_argument("--url", default=None, help="default: the variant's file on Hugging Face")
+    ap.add_argument("--out", type=Path, default=None, help="default: weights/depth_anything_v2_<variant>.safetensors")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    meta = cli.run(fetch, args.url, args.out, args.quiet)
-    print(f"{args.out}: Depth Anything V2 Small, source sha256 {meta['source_sha256'][:12]}... (in {args.out.with_suffix('.json')})")
+    out = args.out or default_out(args.variant)
+    meta = cli.run(fetch, args.url or HF_URLS[args.variant], out, args.quiet, args.variant)
+    print(f"{out}: {_title(args.variant)}, source sha256 {meta['source_sha256'][:12]}... (in {out.with_suffix('.json')})")
     return 0
 
 

@@ -9,7 +9,6 @@ running statistics). The file is read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import timm
@@ -49,6 +48,4 @@ def convert(src: Path, dst: Path) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__.strip().splitlines()[2])
-    print(cli.run(convert, Path(sys.argv[1]), Path(sys.argv[2])))
+    print(cli.file_tool("python -m s3d.models.convert_lite0", "EfficientNet-Lite0 ImageNet weights to timm's names, as safetensors.", convert, ("src", "dst")))

@@ -30,7 +30,8 @@ from s3d.io.image import (
     write_gif,
     write_photo,
 )
-from s3d.io.mp4box import ST3D_MODES, add_stereo_box
+from s3d.io.matroska import add_projection
+from s3d.io.mp4box import PROJECTIONS, ST3D_MODES, add_stereo_box
 from s3d.io.overlap import BackgroundSink, background_iter
 from s3d.io.segments import Segment, WorkFolder, fingerprint, frame_pts, plan_segments
 from s3d.io.video import (
@@ -247,6 +248,8 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
                             writer.write_packet(packet)
         if stereo_mode in ST3D_MODES and fmt in ("mp4", "mov"):  # st3d has no right-eye-first mode: cross-eyed MP4 goes by its name
             add_stereo_box(tmp, stereo_mode, projection)  # PyAV cannot attach stereo side data: the boxes go in after muxing
+        if projection and fmt in ("matroska", "webm"):
+            add_projection(tmp, PROJECTIONS[projection])  # nor spherical side data: Matroska's Projection, likewise
 
 
 class _Reporting:

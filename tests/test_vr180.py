@@ -64,6 +64,8 @@ def test_convert_py_writes_vr180_mp4_with_st3d_and_sv3d(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     out = tmp_path / "street_180x180_3dh_LR.mp4"
     assert read_st3d(out) == [2] and read_sv3d(out) == [(0, 0, 0x40000000, 0x40000000)]
+    with av.open(str(out)) as c:  # FFmpeg's own parser reads the sv3d box as a (tiled) equirectangular projection
+        assert "SPHERICAL" in {x.type.name for x in next(c.decode(video=0)).side_data}
     with av.open(str(out)) as c:
         assert len(c.streams.audio) == 1
         frames = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
@@ -74,3 +76,72 @@ def test_convert_py_writes_vr180_mp4_with_st3d_and_sv3d(tmp_path: Path):
     with av.open(str(src)) as c:
         first = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)
     assert np.abs(f[64, 64] - first[32, 48]).max() < 40  # the left canvas's centre shows the frame's centre
+
+
+def _check_header(path: Path) -> None:
+    """Every SeekHead entry points at an element of its id; every CRC-32 matches the data after it."""
+    import struct
+    import zlib
+
+    from s3d.io import matroska as mk
+
+    head, seg_payload, elements = mk._header(path)
+    starts = {s: eid for eid, s, *_ in elements}
+    masters = (mk.SEEKHEAD, mk.TRACKS, 0x1549A966, 0x1254C367, 0x1C53BB6B)  # SeekHead, Tracks, Info, Tags, Cues
+    for eid, _, _, p, e in elements:
+        if eid not in masters:
+            continue
+        children = mk._children(head, p, e)
+        if children and children[0][0] == mk.CRC32:
+            _, _, _, cp, ce = children[0]
+            assert struct.unpack("<I", head[cp:ce])[0] == zlib.crc32(head[ce:e]), f"CRC-32 of element {eid:#x}"
+        if eid == mk.SEEKHEAD:
+            for k, _, _, kp, ke in children:
+                if k == mk.SEEK:
+                    f = {fid: head[fp:fe] for fid, _, _, fp, fe in mk._children(head, kp, ke)}
+                    at = seg_payload + int.from_bytes(f[mk.SEEK_POSITION], "big")
+                    if at in starts:
+                        assert starts[at] == int.from_bytes(f[mk.SEEK_ID], "big")
+                    else:
+                        assert at >= max(starts)  # an element past the header (cues, clusters)
+
+
+def test_the_matroska_projection_is_added_without_moving_the_clusters(tmp_path: Path):
+    from s3d.config import compose
+    from s3d.convert import convert
+    from s3d.io.matroska import add_projection, read_projection
+
+    src = make_video(tmp_path / "c.mp4", width=64, height=48, frames=30)
+    plain = convert(compose("convert", [f"input={src}", "depth=tiny_random", "quiet=true", f"output={tmp_path / 'p.mkv'}", "segment_frames=8"]))[0]
+    vr = tmp_path / "vr.mkv"
+    vr.write_bytes(plain.read_bytes())
+    add_projection(vr, (0, 0, 0x40000000, 0x40000000))
+    a, b = plain.read_bytes(), vr.read_bytes()
+    assert len(a) == len(b) and a != b
+    last_change = next(i for i in range(len(a) - 1, -1, -1) if a[i] != b[i])
+    assert last_change < 1024  # only the header changed: clusters and cues are byte for byte where they were
+    assert read_projection(plain) == [] and read_projection(vr) == [(1, bytes(12) + bytes.fromhex("4000000040000000"))]
+    _check_header(plain)
+    _check_header(vr)
+    with av.open(str(vr)) as c, av.open(str(plain)) as d:
+        got, want = list(c.decode(video=0)), list(d.decode(video=0))
+        assert len(got) == len(want) == 30 and all(np.array_equal(x.to_ndarray(), y.to_ndarray()) for x, y in zip(got, want))
+        assert "SPHERICAL" in {x.type.name for x in got[0].side_data}  # FFmpeg's own demuxer reads it
+        assert len(c.streams.audio) == 1
+        s = c.streams.video[0]
+        c.seek(int(0.8 / s.time_base), stream=s)  # the cues still point at the clusters
+        assert next(c.decode(video=0)).time <= 0.8
+
+
+def test_convert_py_writes_vr180_mkv_with_a_projection(tmp_path: Path):
+    from s3d.io.matroska import read_projection
+
+    src = make_video(tmp_path / "street.mp4", width=96, height=64, frames=4)
+    args = [sys.executable, "convert.py", f"input={src}", "layout=vr180", "vr180.canvas=128", "depth=tiny_random", "quiet=true"]
+    run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "street_180x180_3dh_LR.mkv"
+    assert read_projection(out) == [(1, bytes(12) + bytes.fromhex("4000000040000000"))]
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].metadata["stereo_mode"] == "left_right"
+        assert {x.type.name for x in next(c.decode(video=0)).side_data} >= {"SPHERICAL", "STEREO3D"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,15 @@ def test_convert_py_writes_vr180_mkv_with_a_projection(tmp_path: Path):
     with av.open(str(out)) as c:
         assert c.streams.video[0].metadata["stereo_mode"] == "left_right"
         assert {x.type.name for x in next(c.decode(video=0)).side_data} >= {"SPHERICAL", "STEREO3D"}
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe not installed")
+@pytest.mark.parametrize("fmt", ["mp4", "mkv"])
+def test_ffprobe_reads_the_vr180_projection(tmp_path: Path, fmt: str):
+    src = make_video(tmp_path / "c.mp4", width=64, height=48, frames=3)
+    out = tmp_path / f"o.{fmt}"
+    args = [sys.executable, "convert.py", f"input={src}", f"output={out}", "layout=vr180", "vr180.canvas=64", "depth=tiny_random", "quiet=true"]
+    assert subprocess.run(args, cwd=ROOT, capture_output=True, text=True).returncode == 0
+    shown = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_streams", str(out)], capture_output=True, text=True, check=True).stdout
+    lines = set(shown.splitlines())
+    assert {"side_data_type=Spherical Mapping", "projection=tiled equirectangular", "side_data_type=Stereo 3D", "type=side by side"} <= lines

@@ -248,8 +248,11 @@ def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stere
                             writer.write_packet(packet)
         if stereo_mode in ST3D_MODES and fmt in ("mp4", "mov"):  # st3d has no right-eye-first mode: cross-eyed MP4 goes by its name
             add_stereo_box(tmp, stereo_mode, projection)  # PyAV cannot attach stereo side data: the boxes go in after muxing
-        if projection and fmt in ("matroska", "webm"):
-            add_projection(tmp, PROJECTIONS[projection])  # nor spherical side data: Matroska's Projection, likewise
+        if projection and fmt in ("matroska", "webm"):  # nor spherical side data: Matroska's Projection, likewise
+            try:
+                add_projection(tmp, PROJECTIONS[projection])
+            except S3DError as err:  # the file is whole without it: players still read the name's tokens
+                log.warning("%s: no Projection element written (%s)", out, err.problem)
 
 
 class _Reporting:

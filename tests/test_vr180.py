@@ -158,3 +158,19 @@ def test_ffprobe_reads_the_vr180_projection(tmp_path: Path, fmt: str):
     shown = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_streams", str(out)], capture_output=True, text=True, check=True).stdout
     lines = set(shown.splitlines())
     assert {"side_data_type=Spherical Mapping", "projection=tiled equirectangular", "side_data_type=Stereo 3D", "type=side by side"} <= lines
+
+
+def test_a_matroska_file_without_room_for_the_projection_is_still_written(tmp_path: Path, monkeypatch, caplog):
+    import s3d.convert as convert_module
+    from s3d.config import compose
+    from s3d.errors import S3DError
+
+    def no_room(path, bounds):
+        raise S3DError(path, "no reserved space before the Tracks element")
+
+    monkeypatch.setattr(convert_module, "add_projection", no_room)
+    src = make_video(tmp_path / "c.mp4", width=64, height=48, frames=3)
+    out = convert_module.convert(compose("convert", [f"input={src}", "layout=vr180", "vr180.canvas=64", "depth=tiny_random", "quiet=true"]))[0]
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+    assert "no Projection element written" in caplog.text and out.name.endswith("_180x180_3dh_LR.mkv")

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
+from s3d.config import compose
 from s3d.data.pairs import find_pairs
 from s3d.depth import accelerate
 from s3d.depth.s3d_lite0 import S3DLite0Depth
@@ -158,6 +159,11 @@ def fit_knobs(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor, r
     return best[1] / scale, best[2] / scale
 
 
+def default_vertical_prior() -> float:
+    """The vertical prior weight of convert.py's default depth (``conf/depth/s3d_lite0.yaml``)."""
+    return float(compose("convert", []).depth.get("vertical_prior", 0.0))
+
+
 def fitted_view(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The other eye through the conversion path with fitted knobs, and the nearness (for its rank agreement)."""
     a, b = fit_knobs(left, right, nearness)
@@ -191,7 +197,9 @@ def evaluate(cfg: DictConfig) -> dict:
         if path:
             models[name] = load_model(Path(path), cfg.weights_dir, device)
             if isinstance(models[name][0], Lite0WarpNet):  # its own disparity is the nearness convert.py runs
-                nearness_of[name] = accelerate(S3DLite0Depth(str(path), resolution=cfg.depth_resolution).eval(), device, engine=cfg.engine)
+                backend = S3DLite0Depth(str(path), resolution=cfg.depth_resolution)
+                backend.vertical_prior = default_vertical_prior() if cfg.vertical_prior is None else float(cfg.vertical_prior)
+                nearness_of[name] = accelerate(backend.eval(), device, engine=cfg.engine)
     teacher = None
     if cfg.teacher and not Path(cfg.teacher).is_file():
         log.warning("%s: no PSMNet weights (make weights teacher=psmnet): the teacher row is left out", cfg.teacher)

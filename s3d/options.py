@@ -51,6 +51,7 @@ RANGES = {
     "photo.gif_steps": (1, None, True),
     "photo.gif_frame_ms": (1, None, True),
     "vr180.canvas": (0, 16384, True),
+    "depth.vertical_prior": (0.0, 1.0, False),
     "vr180.screen_degrees": (1.0, 179.0, False),
 }
 

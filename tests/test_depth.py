@@ -59,3 +59,22 @@ def test_densedepth_shapes_and_config_read_from_weights():
     assert DenseDepthConfig.from_state_dict(net.state_dict()) == cfg
     with torch.no_grad():
         assert net(torch.rand(1, 3, 64, 96)).shape == (1, 1, 32, 48)
+
+
+def test_the_vertical_prior_blends_rows_into_any_backend():
+    from s3d.depth.base import add_vertical_prior
+
+    near = torch.rand(2, 1, 5, 7)
+    assert add_vertical_prior(near, 0.0) is near
+    rows = add_vertical_prior(near, 1.0)
+    assert torch.allclose(rows[0, 0, :, 3], torch.linspace(0, 1, 5)) and torch.equal(rows[0], rows[1])  # top far, bottom near
+    half = add_vertical_prior(near, 0.25)
+    assert torch.allclose(half, 0.75 * near + 0.25 * rows) and half.min() >= 0 and half.max() <= 1
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        add_vertical_prior(near, 1.5)
+    x = torch.rand(1, 3, 40, 64)
+    plain = build_depth(compose("convert", ["depth=tiny_random"]).depth)
+    blended = build_depth(compose("convert", ["depth=tiny_random", "depth.vertical_prior=0.5"]).depth)
+    assert plain.vertical_prior == 0 and blended.vertical_prior == 0.5
+    assert torch.allclose(blended(x), add_vertical_prior(plain(x), 0.5), atol=1e-6)
+    assert compose("convert", []).depth.vertical_prior == 0.8  # the default's, fitted by scripts/prior_blend_fit.py

@@ -62,8 +62,10 @@ def test_lite0_as_depth_backend(tmp_path: Path):
     path = export_model(
         Lite0WarpNet(), {"_target_": "s3d.models.lite0.Lite0WarpNet"}, {"_target_": "s3d.depth.tiny_random.TinyRandomDepth"}, tmp_path / "m.safetensors"
     )
-    depth = build_depth(compose("convert", ["depth=s3d_lite0", f"depth.weights={path}", "depth.sha256=null", "depth.resolution=64"]).depth)
-    near = depth(torch.rand(2, 3, 72, 128))
+    depth = build_depth(
+        compose("convert", ["depth=s3d_lite0", f"depth.weights={path}", "depth.sha256=null", "depth.resolution=64", "depth.vertical_prior=0"]).depth
+    )
+    near = depth(torch.rand(2, 3, 72, 128))  # the model's own nearness, normalised per frame
     assert near.shape == (2, 1, 72, 128) and float(near.min()) == 0.0 and float(near.max()) == pytest.approx(1.0)
 
 

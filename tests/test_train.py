@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from s3d.config import CONF_DIR, PROJECT_ROOT, compose
 from s3d.convert import convert
 from s3d.data.pairs import StereoPairs, StereoPairsDataModule, find_pairs
+from s3d.depth import build_depth
 from s3d.errors import S3DError
 from s3d.export import export_checkpoint, load_model
 from s3d.export import main as export_main
@@ -156,8 +157,10 @@ def test_every_config_group_option_composes_and_instantiates(group: str):
         extra = [f"data.root={PROJECT_ROOT}"] if (group, option) == ("data", "films") else []  # root is required
         cfg = compose("train", [f"{group}={option}", "paths.output_dir=/tmp/s3d-test", *extra])
         node = cfg[group]
-        if group == "depth" and option != "tiny_random":
-            continue  # needs weights; its missing-weights error is tested in test_depth.py
+        if group == "depth":  # depth configs are built by build_depth (it takes vertical_prior off the config)
+            if option == "tiny_random":  # the others need weights; their missing-weights error is tested in test_depth.py
+                assert build_depth(node).vertical_prior == 0.0
+            continue
         if group == "logger" and option == "wandb":
             continue  # instantiating starts a W&B run; covered by the W&B test
         if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():

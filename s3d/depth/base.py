@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from s3d.errors import MissingWeightsError, S3DError
@@ -25,6 +25,18 @@ def normalize_nearness(raw: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
     hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
     return (raw - lo) / (hi - lo).clamp(min=eps)
+
+
+def add_vertical_prior(nearness: torch.Tensor, weight: float) -> torch.Tensor:
+    """Blend in "lower in the frame is nearer": ``(1 - weight) * nearness + weight * row / (H - 1)``.
+    ``(B, 1, H, W) -> (B, 1, H, W)``, still in ``[0, 1]``; ``weight`` 0 returns ``nearness`` itself."""
+    if not 0 <= weight <= 1:
+        raise ValueError(f"vertical_prior must be between 0 and 1, got {weight}")
+    if weight == 0:
+        return nearness
+    h = nearness.shape[-2]
+    rows = torch.arange(h, device=nearness.device, dtype=nearness.dtype).div_(max(h - 1, 1)).view(1, 1, h, 1)
+    return nearness * (1 - weight) + rows * weight
 
 
 def resolve_weights(path: str | Path | None, backend: str, how: str, sha256: str | None = None) -> Path:
@@ -53,6 +65,8 @@ class DepthBackend(nn.Module):
     name: str = "depth"
     autocast_dtype: torch.dtype | None = None  # set by :func:`accelerate`
     channels_last: bool = False
+
+    vertical_prior: float = 0.0  # weight of "lower is nearer" blended into the output (conf/depth `vertical_prior`)
 
     def __init__(self, resolution: int | None = None):
         super().__init__()
@@ -90,7 +104,7 @@ class DepthBackend(nn.Module):
         else:
             raw = self.predict(x)
         raw = F.interpolate(raw, size=(h, w), mode="bilinear", align_corners=False)
-        return normalize_nearness(raw)
+        return add_vertical_prior(normalize_nearness(raw), self.vertical_prior)
 
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -129,7 +143,12 @@ def accelerate(
 
 
 def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBackend:
-    """Instantiate the backend named by a ``conf/depth`` config, frozen and in eval mode on ``device``."""
+    """Instantiate the backend named by a ``conf/depth`` config, frozen and in eval mode on ``device``; the
+    config's ``vertical_prior`` (any backend's, default 0) is the weight :func:`add_vertical_prior` blends in."""
+    cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    prior = float(cfg.pop("vertical_prior", 0.0) or 0.0)
+    if not 0 <= prior <= 1:
+        raise S3DError(None, f"depth.vertical_prior must be a number >= 0 and <= 1, got {prior}")
     try:
         model = instantiate(cfg)
     except InstantiationException as err:
@@ -138,5 +157,6 @@ def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBac
         raise
     if not isinstance(model, DepthBackend):
         raise TypeError(f"{cfg._target_} is not a DepthBackend")
+    model.vertical_prior = prior
     model.requires_grad_(False)
     return model.eval().to(device)

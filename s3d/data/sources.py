@@ -51,7 +51,7 @@ from s3d.data.films import film_layout, sample_frame_indices
 from s3d.data.views import equirect_to_view, lonlat_inside, mesh_to_view, view_lonlat
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
-from s3d.io.image import PHOTO_SUFFIXES, read_photo, read_stereo_photo, to_uint8, write_photo
+from s3d.io.image import HEIF_SUFFIXES, PHOTO_SUFFIXES, read_photo, read_stereo_photo, to_uint8, write_photo
 from s3d.io.mp4box import boxes, read_moov
 from s3d.io.video import VIDEO_SUFFIXES, probe_video, read_frames_at
 from s3d.io.weights import file_sha256
@@ -767,7 +767,7 @@ def build_sources(
     for photo in photos:
         if photo.suffix.lower() not in PHOTO_SUFFIXES:
             continue
-        if photo.suffix.lower() == ".heic":  # an Apple spatial photo: Pillow reads HEIF only with pillow-heif
+        if photo.suffix.lower() in HEIF_SUFFIXES:  # an Apple spatial photo: Pillow reads HEIF only with pillow-heif
             results.append(SourceResult(rel(photo), None, 0, 0.0, note="left out: HEIF needs the pillow-heif plugin, not a dependency of the project"))
             continue
         folder = out_root / "stereo_photos" / clean_stem(photo)

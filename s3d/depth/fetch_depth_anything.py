@@ -33,7 +33,6 @@ from s3d.io.atomic import atomic_output
 from s3d.io.weights import download, file_sha256
 
 HF_URLS = {v: f"https://huggingface.co/depth-anything/Depth-Anything-V2-{v.title()}-hf/resolve/main/model.safetensors" for v in VARIANTS}
-HF_URL = HF_URLS["small"]
 
 
 def default_out(variant: str) -> Path:

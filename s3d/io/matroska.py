@@ -94,7 +94,8 @@ def projection_element(bounds: tuple[int, int, int, int]) -> bytes:
     return _element(PROJECTION, _element(PROJECTION_TYPE, b"\x01") + _element(PROJECTION_PRIVATE, private))
 
 
-def _new_tracks(b: bytes, start: int, n_size: int, payload: int, end: int, projection: bytes) -> bytes:
+def _new_tracks(b: bytes, n_size: int, payload: int, end: int, projection: bytes) -> bytes:
+    """``Tracks`` rebuilt with ``projection`` in the video track's ``Video`` (its reserved ``Void`` and old CRC-32s dropped)."""
     parts = []
     for eid, s, n, p, e in _children(b, payload, end):
         if eid == CRC32:
@@ -158,7 +159,7 @@ def add_projection(path: Path, bounds: tuple[int, int, int, int]) -> None:
     if tracks is None:
         raise S3DError(path, "no Tracks element at the start of this Matroska file")
     _, t_start, t_n, t_payload, t_end = tracks
-    new_tracks = _new_tracks(head, t_start, t_n, t_payload, t_end, projection_element(bounds))
+    new_tracks = _new_tracks(head, t_n, t_payload, t_end, projection_element(bounds))
     grow = len(new_tracks) - (t_end - t_start)
     voids = [e for e in elements if e[0] == VOID and e[4] <= t_start and (e[4] - e[1]) - grow >= 2]
     if not voids:

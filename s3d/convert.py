@@ -343,19 +343,22 @@ def stereo_photo_eyes(cfg: DictConfig, src: Path) -> tuple[np.ndarray, np.ndarra
     return to_uint8(left)[0].numpy(), to_uint8(right)[0].numpy()
 
 
-def photo_eyes(cfg: DictConfig, src: Path, frame: np.ndarray | None = None) -> tuple[StereoPipeline, torch.Tensor, torch.Tensor]:
-    """``(pipeline, left, right)`` for a photo, or for ``frame`` (one video frame) when given. A stereo photo is
-    repacked from its real eyes (``photo.from_stereo=repack``) or converted from the eye ``eye=`` names
-    (``photo.from_stereo=convert``)."""
+def photo_eyes(cfg: DictConfig, src: Path, frame: np.ndarray | None = None) -> tuple[StereoPipeline, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(pipeline, left, right, rgbd)`` for a photo, or for ``frame`` (one video frame) when given. A stereo photo
+    is repacked from its real eyes (``photo.from_stereo=repack``) or converted from the eye ``eye=`` names
+    (``photo.from_stereo=convert``). ``rgbd``: for the RGB+depth layouts, the packed ``(1, H, W', 3) uint8`` frame
+    from the same depth as the eyes; else None."""
     eyes = stereo_photo_eyes(cfg, src) if frame is None else None
     if eyes is not None and cfg.photo.from_stereo == "repack" and cfg.layout not in RGBD:  # RGB+depth needs a depth map
         device = torch.device("cpu")
         left, right = (to_tensor(torch.from_numpy(np.ascontiguousarray(a))[None], device) for a in eyes)
-        return StereoPipeline(None, stereo_settings(cfg), device), left, right  # type: ignore[arg-type]  # no depth needed
+        return StereoPipeline(None, stereo_settings(cfg), device), left, right, None  # type: ignore[arg-type]  # no depth needed
     maps_in, maps_out = depth_maps(cfg, src, 1, photo=True) if frame is None else (None, None)
     pipeline = _pipeline(cfg, maps_in=maps_in, maps_out=maps_out)
-    left, right = pipeline.eyes(photo_input(cfg, src, eyes, frame), ids=[0])
-    return pipeline, left, right
+    frames = photo_input(cfg, src, eyes, frame)
+    if cfg.layout in RGBD:  # the picture beside the depth that made the eyes: one depth estimate for both
+        return pipeline, *pipeline.eyes_and_frame(frames, ids=[0], even=False)
+    return pipeline, *pipeline.eyes(frames, ids=[0]), None
 
 
 def photo_input(cfg: DictConfig, src: Path, eyes: tuple[np.ndarray, np.ndarray] | None, frame: np.ndarray | None) -> torch.Tensor:
@@ -378,11 +381,8 @@ def convert_photo(cfg: DictConfig, src: Path) -> list[Path]:
     check_frame_size(src, *photo_size(src), cfg.max_pixels)
     suffix = ".jpg" if src.suffix.lower() in {".mpo", *HEIF_SUFFIXES} else src.suffix  # formats few viewers open: written as JPEG
     out = Path(cfg.output) if cfg.output else default_output(src, cfg.layout, suffix, cfg.get("output_dir"))
-    pipeline, left, right = photo_eyes(cfg, src)
-    if cfg.layout in RGBD:  # the photo (or the named eye) beside the depth that made the eyes
-        packed = pipeline(photo_input(cfg, src, stereo_photo_eyes(cfg, src), None), even=False, ids=[0])
-    else:
-        packed = pipeline.pack(left, right, even=False)
+    pipeline, left, right, rgbd = photo_eyes(cfg, src)
+    packed = rgbd if rgbd is not None else pipeline.pack(left, right, even=False)
     written = []
     with atomic_output(out, cfg.overwrite) as tmp:
         write_photo(tmp, packed[0].numpy(), cfg.photo.quality)
@@ -399,11 +399,11 @@ def preview(cfg: DictConfig, src: Path, folder: Path) -> tuple[Path, ...]:
     if src.suffix.lower() in PHOTO_SUFFIXES:
         check_frame_size(src, *photo_size(src), cfg.max_pixels)
         frame = None
-        pipeline, left, right = photo_eyes(cfg, src)
+        pipeline, left, right, _ = photo_eyes(cfg, src)
     else:
         info = probe_video(src, cfg.max_pixels)
         frame = frame_at(info, (info.duration or 0) / 2)
-        pipeline, left, right = photo_eyes(cfg, src, frame)
+        pipeline, left, right, _ = photo_eyes(cfg, src, frame)
     anaglyph_path = folder / "preview_anaglyph.png"
     with atomic_output(anaglyph_path, overwrite=True) as tmp:
         write_photo(tmp, to_uint8(pack(left, right, "anaglyph", anaglyph_method=cfg.anaglyph.method))[0].numpy(), cfg.photo.quality)

@@ -163,6 +163,13 @@ class StereoPipeline:
         return make_eyes(image, self._nearness_out(image, ids), self.settings)
 
     @torch.inference_mode()
+    def eyes_and_frame(self, frames: torch.Tensor, ids: list[int] | None = None, even: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`eyes` and :meth:`__call__` from one depth estimate: ``(left, right, packed (B, H', W', 3) uint8)``."""
+        image = to_tensor(frames, self.device)
+        nearness = self._nearness_out(image, ids)
+        return *make_eyes(image, nearness, self.settings), self.render(frames, image, nearness, even)
+
+    @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
         s = self.settings
         packed = pack(left, right, s.layout, anaglyph_method=s.anaglyph_method, canvas=s.vr180_canvas, screen_degrees=s.vr180_screen_degrees)

@@ -22,12 +22,12 @@ demo: install
 	$(PY) convert.py input=$(SAMPLE) output=outputs/demo/bbb_LRF_Full_SBS.mkv overwrite=true
 
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
 
 # everything, slow tests included; the parity extra (transformers) lets the Depth Anything parity tests run
 test-all: install
 	$(PY) -m pip install -q -e '.[test,parity]'
-	$(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 # ruff (settings in pyproject.toml): lint and formatting checked by CI; `make format` applies both
 lint: install

@@ -46,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from s3d.config import compose
 from s3d.convert import convert_file, preview
+from s3d.depth.auto import choose_depth, describe, fetch_preferred, resolve_depth
 from s3d.errors import S3DError
 from s3d.io.image import PHOTO_SUFFIXES
 from s3d.io.video import VIDEO_SUFFIXES
@@ -138,6 +139,7 @@ class App:
         # Composed once: Hydra's compose is global state, unusable inside @hydra.main and across threads.
         self.base = compose("convert", [*cfg.convert, "overwrite=true", "quiet=true"])
         self.retention = float(cfg.retention_hours) * 3600
+        self.depth_fetch = {"state": "idle", "error": ""}  # the better depth network, fetched when the page asks
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.work = WorkQueue(int(cfg.max_queued))
@@ -162,7 +164,39 @@ class App:
             "convergence": convergence,
         }.items():
             OmegaConf.update(cfg, key, value)
+        resolve_depth(cfg, fetch=False)  # the page fetches a better network only when asked (fetch_depth)
         return cfg
+
+    def depth(self) -> dict:
+        """Which depth network the jobs use, and whether a better one can be fetched (``depth=auto``)."""
+        choice = choose_depth(self.base.depth, fetch=False)
+        better = None
+        if self.base.depth.get("auto") and not choice.preferred:
+            prefer = self.base.depth.prefer
+            better = f"{prefer.get('title')} ({prefer.get('license')}, about 100 MB)"
+        line = choice.line if choice.preferred else describe(choice.cfg)
+        return {"line": line, "preferred": choice.preferred, "better": better, **self.depth_fetch}
+
+    def fetch_depth(self) -> None:
+        """Fetch ``depth=auto``'s preferred network in the background; :meth:`depth` reports how it went."""
+        if not self.base.depth.get("auto"):
+            raise Refused(None, "the depth network is set explicitly (convert=[depth=...]); nothing to fetch", HTTPStatus.BAD_REQUEST)
+        with self.lock:
+            if self.depth_fetch["state"] == "fetching":
+                raise Refused(None, "already fetching", HTTPStatus.CONFLICT)
+            self.depth_fetch.update(state="fetching", error="")
+
+        def work() -> None:
+            try:
+                fetch_preferred(self.base.depth.prefer, quiet=True)
+                self.depth_fetch.update(state="done")
+            except S3DError as err:
+                self.depth_fetch.update(state="failed", error=str(err))
+            except Exception as err:  # the thread must report, not die
+                log.exception("depth fetch failed")
+                self.depth_fetch.update(state="failed", error=f"{type(err).__name__}: {err}")
+
+        threading.Thread(target=work, name="s3d-depth-fetch", daemon=True).start()
 
     def new_job(self, filename: str, length: int, body, extra_bytes: Callable[[], bool]) -> str:
         """Store an upload of ``length`` bytes read from ``body`` as a new job.
@@ -380,6 +414,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
         elif route == "/status":
             self._json(self.app.status(self.app.job(q.get("job", ""))))
+        elif route == "/depth":
+            self._json(self.app.depth())
         elif route == "/file":
             job = self.app.job(q.get("job", ""))
             path = self.app.file(job, q.get("name", ""))
@@ -428,7 +464,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if int(self.headers.get("Content-Length") or 0) or self.headers.get("Transfer-Encoding"):
             raise Refused(None, "this request takes no body", HTTPStatus.BAD_REQUEST)
-        if route == "/preview":
+        if route == "/depth/fetch":
+            self.app.fetch_depth()
+            self._json(self.app.depth())
+        elif route == "/preview":
             job = self.app.job(q.get("job", ""))
             names = self.app.preview(job, *self._settings(q))
             self._json({"images": [f"file?job={q['job']}&name={n}&t={time.time():.0f}" for n in names]})

@@ -35,6 +35,7 @@ from omegaconf import DictConfig
 from s3d.config import PROJECT_ROOT, compose
 from s3d.convert import depth_backend, depth_reuse, stereo_settings, temporal_smoother
 from s3d.depth import DepthBackend, accelerate, build_depth
+from s3d.depth.auto import resolve_depth
 from s3d.depth.densedepth import DenseDepth
 from s3d.depth.depth_anything import DepthAnythingV2
 from s3d.depth.onnx import OnnxRuntimePredict, onnxruntime_available
@@ -105,7 +106,8 @@ def stillest(frames: np.ndarray, length: int) -> tuple[int, float]:
 
 def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int) -> dict[str, float]:
     """Mean |disparity change| (px) between consecutive frames: without temporal smoothing (``off``), with
-    it (``on``), and with it and the depth network skipped on still frames (``reuse``)."""
+    it (``on``), and with it and the depth network skipped on still frames and run on key frames only, as
+    configured (``reuse``)."""
     settings = stereo_settings(cfg)
     smoothing = cfg.temporal.smoothing or 0.5
     reuse = cfg.temporal.reuse or 0.005
@@ -113,7 +115,7 @@ def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int
     runs = (
         ("off", None, None),
         ("on", temporal_smoother(cfg, smoothing), None),
-        ("reuse", temporal_smoother(cfg, smoothing), DepthReuse(reuse, cfg.temporal.reuse_max)),
+        ("reuse", temporal_smoother(cfg, smoothing), depth_reuse(cfg, depth) or DepthReuse(reuse, cfg.temporal.reuse_max)),
     )
     for name, smoother, reuser in runs:
         disparities = []
@@ -156,10 +158,12 @@ def peak_rss_mb() -> float:
 
 
 def end_to_end(clip: Path, overrides: list[str], tmp: Path) -> dict[str, float]:
-    """fps of the conversion (model loading excluded) and the peak RSS (MB) of its whole process."""
+    """fps of the conversion (model loading included, as a user waits for it) and the peak RSS (MB) of its
+    whole process. The Hub is never asked (``HF_HUB_OFFLINE``): a bench measures, it does not fetch."""
     out = tmp / f"{clip.stem}_e2e.mkv"
     code = f"from s3d.bench import e2e_worker; e2e_worker({str(clip)!r}, {str(out)!r}, {list(overrides)!r})"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise S3DError(clip, f"end-to-end conversion failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -243,7 +247,7 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     xs = [to_tensor(f, torch.device("cpu")) for f in batches]
     with torch.inference_mode():
         depth(xs[0])  # warm-up
-        reuse = depth_reuse(cfg)
+        reuse = depth_reuse(cfg, depth)
         clock = Clock()
         nears = [depth(x) if reuse is None else reuse(depth, x) for x in xs]
         record("depth", n, clock)  # with temporal.reuse on, the frames whose depth was reused count too
@@ -327,57 +331,104 @@ def network_seconds(cfg: DictConfig, sizes: list[list[int]]) -> dict[str, float]
     return out
 
 
+def default_depth_weights(overrides: list[str], tmp: Path) -> tuple[Path, bool]:
+    """Depth Anything V2 Small's converted weights for ``depth=auto``: the real ones when here, else random
+    weights of the same cost written to ``tmp``; ``(path, random)``."""
+    from s3d.depth.auto import cached_problem
+    from s3d.depth.depth_anything import write_random_weights
+
+    prefer = compose("convert", [*overrides, "depth=auto"]).depth.prefer
+    weights = Path(str(prefer.weights))
+    if cached_problem(weights, "small") is None:
+        return weights, False
+    return write_random_weights(tmp / "depth_anything_v2_small.safetensors"), True
+
+
+def compare_depths(clip: Path, overrides: list[str], tmp: Path, rounds: int) -> dict:
+    """End to end on ``clip``, in turns (``rounds`` each, the median kept): the default depth (``depth=auto``
+    with Depth Anything V2 Small; random weights of the same cost where its weights are absent) against the
+    bundled model (``depth=s3d_lite0``): issue 23's goal is a ratio of at least 0.6 on the CPU."""
+    weights, random = default_depth_weights(overrides, tmp)
+    runs = {"default": [*overrides, "depth=auto", f"depth.prefer.weights={weights}"], "s3d_lite0": [*overrides, "depth=s3d_lite0"]}
+    fps: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, args in runs.items():
+            fps[name].append(end_to_end(clip, args, tmp)["fps"])
+    median = {name: float(np.median(v)) for name, v in fps.items()}
+    return {
+        "clip": clip.name,
+        "default_weights": "random (same cost)" if random else str(weights),
+        "e2e_fps": median,
+        "e2e_fps_runs": fps,
+        "default_vs_s3d_lite0": median["default"] / median["s3d_lite0"],
+    }
+
+
 def run(cfg: DictConfig) -> dict:
-    conv = compose("convert", list(cfg.convert))
+    with tempfile.TemporaryDirectory() as tmpdir:
+        return _run(cfg, Path(tmpdir))
+
+
+def _run(cfg: DictConfig, tmp: Path) -> dict:
+    overrides = list(cfg.convert)
+    conv = compose("convert", overrides)
     if conv.threads:
         torch.set_num_threads(conv.threads)
+    random_weights = False
+    if conv.depth.get("auto"):  # the default: Depth Anything V2 Small, its real weights or random ones of the same cost
+        weights, random_weights = default_depth_weights(overrides, tmp)
+        overrides.append(f"depth.prefer.weights={weights}")
+        conv = compose("convert", overrides)
+    resolve_depth(conv, fetch=False)
     depth = depth_backend(conv, torch.device("cpu"))
     results: dict = {
         "machine": machine(),
         "command": "python -m s3d.bench " + " ".join(sys.argv[1:]),
         "convert_overrides": list(cfg.convert),
-        "depth": conv.depth._target_,
-        "depth_resolution": conv.depth.get("resolution"),
+        "depth": conv.depth._target_ + (" (random weights, same cost)" if random_weights else ""),
+        "depth_keyframe_interval": depth.keyframe_interval,
+        "depth_resolution": depth.resolution,
+        "depth_precision": "bf16" if depth.autocast_dtype == torch.bfloat16 else "fp16" if depth.autocast_dtype == torch.float16 else "fp32",
         "layout": conv.layout,
         "engine": "onnxruntime" if isinstance(depth.predict, OnnxRuntimePredict) else "torch",
         "clips": {},
     }
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        clips = [Path(c) for c in cfg.clips if Path(c).exists()]
-        if not clips:
-            raise S3DError(", ".join(cfg.clips), "none of the benchmark clips exists")
-        if cfg.short_clip_seconds:
-            longest = max(clips, key=lambda c: probe_video(c).frames)
-            clips.append(cut_clip(longest, tmp / f"{longest.stem}_first{cfg.short_clip_seconds}s.mkv", cfg.short_clip_seconds))
-        for clip in clips:
-            info = probe_video(clip)
-            print(f"{clip.name}: {info.width}x{info.height}, {info.frames} frames ...", file=sys.stderr, flush=True)
-            stage_fps, stage_cpu_ms, synth_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
-            start, change = stillest(frames, cfg.still_frames)
-            still = frames[start : start + cfg.still_frames]
-            e2e = end_to_end(clip, list(cfg.convert), tmp)
-            r = {
-                "size": f"{info.width}x{info.height}",
-                "frames": len(frames),
-                "e2e_fps": e2e["fps"],
-                "stage_fps": stage_fps,
-                "stage_cpu_ms_per_frame": stage_cpu_ms,
-                "synth_fps_by_interpolation": synth_fps,
-                "e2e_cpu_ms_per_frame": e2e["cpu_ms_per_frame"],
-                "slowest_stage": min(stage_fps, key=stage_fps.get),
-                "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
-                "peak_rss_mb": e2e["peak_rss_mb"],
-                **ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
-                "flicker": {**flicker(still, depth, conv, int(conv.batch_size)), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
-            }
-            r["e2e_vs_ffmpeg"] = r["e2e_fps"] / r["ffmpeg_fps"] if r["ffmpeg_fps"] else None  # issue 17's goal: at least 0.5
-            r["synth_vs_e2e"] = stage_fps["synth"] / r["e2e_fps"]  # the synthesis stage's headroom over the whole
-            results["clips"][clip.name] = r
-            del frames, still
-        if cfg.quality_pair and Path(cfg.quality_pair).is_dir():
-            results["view_quality"] = view_quality(Path(cfg.quality_pair), depth, conv)
-        results["depth_seconds_per_frame"] = network_seconds(conv, [list(s) for s in cfg.network_sizes])
+    clips = [Path(c) for c in cfg.clips if Path(c).exists()]
+    if not clips:
+        raise S3DError(", ".join(cfg.clips), "none of the benchmark clips exists")
+    if cfg.short_clip_seconds:
+        longest = max(clips, key=lambda c: probe_video(c).frames)
+        clips.append(cut_clip(longest, tmp / f"{longest.stem}_first{cfg.short_clip_seconds}s.mkv", cfg.short_clip_seconds))
+    for clip in clips:
+        info = probe_video(clip)
+        print(f"{clip.name}: {info.width}x{info.height}, {info.frames} frames ...", file=sys.stderr, flush=True)
+        stage_fps, stage_cpu_ms, synth_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
+        start, change = stillest(frames, cfg.still_frames)
+        still = frames[start : start + cfg.still_frames]
+        e2e = end_to_end(clip, overrides, tmp)
+        r = {
+            "size": f"{info.width}x{info.height}",
+            "frames": len(frames),
+            "e2e_fps": e2e["fps"],
+            "stage_fps": stage_fps,
+            "stage_cpu_ms_per_frame": stage_cpu_ms,
+            "synth_fps_by_interpolation": synth_fps,
+            "e2e_cpu_ms_per_frame": e2e["cpu_ms_per_frame"],
+            "slowest_stage": min(stage_fps, key=stage_fps.get),
+            "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
+            "peak_rss_mb": e2e["peak_rss_mb"],
+            **ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
+            "flicker": {**flicker(still, depth, conv, int(conv.batch_size)), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
+        }
+        r["e2e_vs_ffmpeg"] = r["e2e_fps"] / r["ffmpeg_fps"] if r["ffmpeg_fps"] else None  # issue 17's goal: at least 0.5
+        r["synth_vs_e2e"] = stage_fps["synth"] / r["e2e_fps"]  # the synthesis stage's headroom over the whole
+        results["clips"][clip.name] = r
+        del frames, still
+    if cfg.depth_compare_rounds:
+        results["depth_compare"] = compare_depths(clips[-1], list(cfg.convert), tmp, int(cfg.depth_compare_rounds))
+    if cfg.quality_pair and Path(cfg.quality_pair).is_dir():
+        results["view_quality"] = view_quality(Path(cfg.quality_pair), depth, conv)
+    results["depth_seconds_per_frame"] = network_seconds(conv, [list(s) for s in cfg.network_sizes])
     if cfg.output:
         out = Path(cfg.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -413,6 +464,12 @@ def format_table(results: dict) -> str:
             f"view quality on {q['pair']}: converted eye sharpness {q['converted_sharpness']:.3f}, PSNR {q['converted_psnr']:.2f} dB; "
             f"fitted gain over the best shift {q['fitted_gain_db']:+.2f} dB (vertical prior {q['yprior_fitted_gain_db']:+.2f} dB)"
             + (f", Spearman {q['spearman']:.3f}" if "spearman" in q else "")
+        )
+    if "depth_compare" in results:
+        c = results["depth_compare"]
+        lines.append(
+            f"default depth vs s3d_lite0 on {c['clip']} (end to end, start included, median of {len(c['e2e_fps_runs']['default'])}): "
+            f"{c['e2e_fps']['default']:.2f} vs {c['e2e_fps']['s3d_lite0']:.2f} fps = {c['default_vs_s3d_lite0']:.2f} (default weights: {c['default_weights']})"
         )
     for name, r in results["clips"].items():
         lines.append(f"{name}: synth fps by interpolation: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from s3d.depth import DepthBackend, accelerate, build_depth
+from s3d.depth.auto import announce, resolve_depth
 from s3d.errors import S3DError, check_frame_size
 from s3d.export import load_model
 from s3d.folder import convert_folder
@@ -109,22 +110,34 @@ def temporal_smoother(cfg: DictConfig, smoothing: float | None = None) -> Tempor
     return TemporalSmoother(weight, t.scene_cut, t.motion) if weight else None
 
 
-def depth_reuse(cfg: DictConfig) -> DepthReuse | None:
-    """The configured skipping of the depth network on frames that barely changed; ``None`` when off."""
-    t = cfg.temporal
-    return DepthReuse(t.reuse, t.reuse_max) if t.reuse else None
+def keyframe_interval(cfg: DictConfig, depth: DepthBackend | None) -> int:
+    """``temporal.keyframes``: a number, or ``auto``: what the depth config asks for on this device (1 without a network)."""
+    keyframes = cfg.temporal.keyframes
+    if keyframes != "auto":
+        return int(keyframes)
+    return depth.keyframe_interval if depth is not None else 1
+
+
+def depth_reuse(cfg: DictConfig, depth: DepthBackend | None) -> DepthReuse | None:
+    """The configured key frames of the depth network (``temporal.keyframes``) and skipping of it on frames
+    that barely changed (``temporal.reuse``); ``None`` when both are off."""
+    t, interval = cfg.temporal, keyframe_interval(cfg, depth)
+    if not t.reuse and interval == 1:
+        return None
+    return DepthReuse(t.reuse, t.reuse_max, interval, t.scene_cut)
 
 
 def depth_backend(cfg: DictConfig, device: torch.device) -> DepthBackend:
     """The configured depth network with its inference engine and speed options, as conversion runs it."""
-    return accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last, cfg.engine)
+    backend = accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last, cfg.engine)
+    announce(cfg.depth)
+    return backend
 
 
 def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None = None, maps_out: DepthMapsOut | None = None) -> StereoPipeline:
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg)) if video else (None, None)
     auto = cfg.comfort
     convergence = AutoConvergence(auto.convergence_smoothing, cfg.temporal.scene_cut) if video and auto.auto_convergence else None
     if cfg.checkpoint:
@@ -133,8 +146,10 @@ def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None 
         if maps_in is not None or maps_out is not None:
             raise S3DError(cfg.checkpoint, "depth_in/depth_out work with the depth backends, not with a checkpoint= model")
         model, depth = load_model(Path(cfg.checkpoint), cfg.weights_dir, device)
+        temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg, depth)) if video else (None, None)
         return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal, reuse)
     depth = None if maps_in is not None else depth_backend(cfg, device)  # the user's depth maps: no network
+    temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg, depth)) if video else (None, None)
     if device.type == "cpu":
         warm_up()  # the synthesis kernel's compile (or cache load) before the first frame, not inside it
     return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse, maps_in, maps_out, convergence)
@@ -304,7 +319,7 @@ def convert_video(cfg: DictConfig, src: Path, progress: Callable[[int, int], Non
         with tqdm(total=info.frames or None, initial=done_frames, unit="frame", desc=src.name, disable=cfg.quiet or rank > 0, file=sys.stderr) as bar:
             reporting = _Reporting(bar, progress, done_frames, sum(s.frames for s in segments) or info.frames)
             for seg in mine:
-                convert_segment(pipeline, info, seg, work.part(seg), enc, size, cfg.batch_size, reporting, index_of)
+                convert_segment(pipeline, info, seg, work.part(seg), enc, size, pipeline.batch_size(cfg.batch_size), reporting, index_of)
         if world > 1:
             wait_for_workers()
             if rank > 0:
@@ -434,6 +449,10 @@ def convert(cfg: DictConfig) -> list[Path]:
     if not cfg.input:
         raise S3DError(None, "no input given: python convert.py input=PATH")
     src = Path(cfg.input).expanduser()
+    if not src.exists():
+        raise S3DError(src, "no such file")
+    if not cfg.checkpoint and not cfg.depth_in:  # a checkpoint brings its own depth; depth maps need none
+        resolve_depth(cfg, cfg.quiet)
     if not src.is_dir():
         return convert_file(cfg, src)
     report = convert_folder(cfg, src, convert_file, tuple(LAYOUT_SUFFIX.values()))

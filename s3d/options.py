@@ -82,4 +82,8 @@ def check_convert_options(cfg: DictConfig) -> None:
         if value not in choices:
             raise S3DError(None, f"{key} must be one of {', '.join(choices)}; got {value!r}")
     for key, (lo, hi, whole) in RANGES.items():
+        if key.startswith("depth.") and key.split(".", 1)[1] not in cfg.depth:
+            continue  # depth=auto: the chosen network's own config is checked when it is built
         _number(key, _get(cfg, key), lo, hi, whole)
+    if cfg.temporal.keyframes != "auto":
+        _number("temporal.keyframes", cfg.temporal.keyframes, 1, None, True)

@@ -139,6 +139,12 @@ class StereoPipeline:
             self.maps_out.write(ids, near)  # exactly what drives the warp
         return near
 
+    def batch_size(self, requested: int) -> int:
+        """Frames per batch: ``requested``, rounded up to a multiple of the depth's key-frame interval so that
+        key frames stay evenly spaced (each batch ends on one)."""
+        interval = self.reuse.interval if self.reuse is not None else 1
+        return -(-requested // interval) * interval
+
     def reset(self) -> None:
         """Between videos (or segments): nothing of the last one's depth carries over."""
         for state in (self.temporal, self.reuse, self.convergence):

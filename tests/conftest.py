@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: no test reaches the Hub (the stand-in below is asked explicitly)
+
 import contextlib
+import hashlib
 import http.server
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -134,3 +141,90 @@ def serve_files(routes: dict[str, bytes | tuple[bytes, int]], content_type: str 
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
+
+
+class HubStandIn:
+    """A local server on 127.0.0.1 that answers like the Hugging Face Hub for ``/{repo}/resolve/{revision}/{file}``:
+    HEAD and GET with ``X-Repo-Commit``, ``ETag`` (the sha256 of the real content, as the Hub names git-LFS
+    files), ``Content-Length`` and byte ranges. ``damage`` serves other bytes than the ETag names; ``hang``
+    accepts connections and never answers. ``gets`` counts the GET requests of the content."""
+
+    COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, files: dict[str, bytes], damage: bool = False, hang: bool = False):
+        self.files, self.damage, self.hang, self.gets, self.requests = files, damage, hang, 0, 0
+
+    def _route(self, path: str) -> bytes | None:
+        parts = path.split("?")[0].lstrip("/").split("/")  # owner / repo / resolve / revision / file...
+        if len(parts) < 5 or parts[2] != "resolve":
+            return None
+        return self.files.get("/".join([parts[0], parts[1], *parts[4:]]))
+
+    def handler(self):
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _head(self) -> bytes | None:
+                hub.requests += 1
+                if hub.hang:
+                    time.sleep(60)
+                    return None
+                body = hub._route(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("X-Repo-Commit", hub.COMMIT)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                sent = body if not hub.damage else body[:-1] + bytes([body[-1] ^ 0xFF])
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0] or 0)
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", hub.COMMIT)
+                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(sent) - start))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(sent) - 1}/{len(sent)}")
+                self.end_headers()
+                return sent[start:]
+
+            def do_HEAD(self):
+                self._head()
+
+            def do_GET(self):
+                body = self._head()
+                if body is not None:
+                    hub.gets += 1
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+@contextlib.contextmanager
+def serve_hub(files: dict[str, bytes], damage: bool = False, hang: bool = False) -> Iterator[tuple[str, HubStandIn]]:
+    """:class:`HubStandIn` serving ``files`` (``"owner/repo/filename" -> bytes``); yields ``(HF_ENDPOINT, the stand-in)``."""
+    hub = HubStandIn(files, damage, hang)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", hub
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def closed_port() -> str:
+    """An address on 127.0.0.1 where nothing listens: an unreachable Hub."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"

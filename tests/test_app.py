@@ -32,11 +32,12 @@ APP_ARGS = ['convert=["depth=tiny_random","video.preset=ultrafast"]', "max_uploa
 class Page:
     """A running ``python app.py``: its printed address, and requests sent as its own page sends them."""
 
-    def __init__(self, workdir: Path, *overrides: str):
+    def __init__(self, workdir: Path, *overrides: str, env: dict[str, str] | None = None):
         self.workdir = workdir
         self.proc = subprocess.Popen(
             [sys.executable, "app.py", "port=0", f"workdir={workdir}", *overrides],
             cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -341,6 +342,8 @@ def test_in_headless_chromium(tmp_path: Path):
     try:
         driver.get(page.url)
         wait = WebDriverWait(driver, 300)
+        depth = wait.until(lambda d: d.find_element(By.ID, "depth").text)
+        assert depth.startswith("Depth network: ")  # which network makes the 3D, said on the page
         driver.find_element(By.ID, "file").send_keys(str(SAMPLE))
         wait.until(lambda d: d.find_element(By.ID, "preview").is_enabled())
         Select(driver.find_element(By.ID, "layout")).select_by_value("full_sbs")
@@ -359,3 +362,36 @@ def test_in_headless_chromium(tmp_path: Path):
     finally:
         driver.quit()
         page.stop()
+
+
+def test_the_page_names_its_depth_and_fetches_the_better_one_when_asked(tmp_path: Path):
+    """``depth=auto`` with the better network missing: the page says so and offers it; asked, it fetches it
+    (from a Hub stand-in on 127.0.0.1) and the next conversion uses it."""
+    from conftest import serve_hub
+    from test_auto_depth import REPO_FILE, _safetensors_bytes
+    from test_depth_anything import random_hf_state
+
+    weights = tmp_path / "w" / "depth_anything_v2_small.safetensors"
+    with serve_hub({REPO_FILE: _safetensors_bytes(random_hf_state())}) as (endpoint, hub):
+        env = {"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+        page = Page(tmp_path / "work", f'convert=["depth.prefer.weights={weights}"]', env=env)
+        try:
+            before = page.json("GET", "/depth")[1]
+            assert not before["preferred"] and before["line"].startswith("depth: the bundled model (s3d_lite0")
+            assert before["better"].startswith("Depth Anything V2 Small (Apache-2.0") and hub.requests == 0  # nothing fetched unasked
+            assert page.json("GET", "/depth", headers={"Host": f"127.0.0.1:{page.port}"})[0] == 403  # the token, as for every route
+            status, _ = page.json("POST", "/depth/fetch")
+            assert status == 200
+            for _ in range(300):
+                after = page.json("GET", "/depth")[1]
+                if after["state"] != "fetching":
+                    break
+                time.sleep(0.2)
+            assert after["state"] == "done" and after["preferred"] and after["better"] is None, after
+            assert after["line"] == "depth: Depth Anything V2 Small (depth_anything_v2_small, Apache-2.0)" and hub.gets == 1
+            clip = make_video(tmp_path / "clip.mp4", frames=3)
+            job = page.upload(clip)[1]["job"]
+            assert page.json("POST", f"/convert?job={job}&layout=half_sbs&divergence=2&convergence=0.5")[0] == 200
+            assert page.wait_done(job)["state"] == "done"
+        finally:
+            page.stop()

@@ -49,8 +49,9 @@ def test_wrong_shape_weights_refused_by_name(tmp_path: Path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "depth").glob("*.yaml")))
 def test_every_depth_config_composes(name):
-    cfg = compose("convert", [f"depth={name}"])
-    assert cfg.depth._target_.startswith("s3d.depth.")
+    depth = compose("convert", [f"depth={name}"]).depth
+    for cfg in (depth.prefer, depth.fallback) if name == "auto" else (depth,):  # auto: the two it chooses from
+        assert cfg._target_.startswith("s3d.depth.") and cfg.title and cfg.license  # what the depth line names
 
 
 def test_densedepth_shapes_and_config_read_from_weights():
@@ -77,4 +78,5 @@ def test_the_vertical_prior_blends_rows_into_any_backend():
     blended = build_depth(compose("convert", ["depth=tiny_random", "depth.vertical_prior=0.5"]).depth)
     assert plain.vertical_prior == 0 and blended.vertical_prior == 0.5
     assert torch.allclose(blended(x), add_vertical_prior(plain(x), 0.5), atol=1e-6)
-    assert compose("convert", []).depth.vertical_prior == 0.8  # the default's, fitted by scripts/prior_blend_fit.py
+    assert compose("convert", ["depth=s3d_lite0"]).depth.vertical_prior == 0.8  # the bundled model's, fitted by scripts/prior_blend_fit.py
+    assert compose("convert", []).depth.fallback.vertical_prior == 0.8  # and so when depth=auto falls back to it

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SAMPLE, SHARED_DATA, exit_code, make_video, serve_files
+from conftest import SAMPLE, SHARED_DATA, exit_code, make_video
 from hf_depth_anything import published_layout
 from PIL import Image
 from safetensors import safe_open
@@ -175,51 +175,31 @@ def test_convert_refuses_a_file_that_is_not_safetensors(tmp_path):
     assert not (tmp_path / "y.safetensors").exists()
 
 
-# --- the downloader (a local server on 127.0.0.1: no test touches the network) --------------------
+# --- make weights (the fetch itself is tested against a Hub stand-in: tests/test_auto_depth.py) ------
 
 
-@pytest.fixture
-def server(hf_file):
-    body = hf_file.read_bytes()
-    routes = {"/model.safetensors": body, "/short.safetensors": (body[: len(body) // 2], len(body)), "/page.safetensors": b"<html>moved</html>"}
-    with serve_files(routes) as base:
-        yield base, hashlib.sha256(body).hexdigest()
-
-
-def test_fetch_downloads_converts_and_records_the_sha256(server, tmp_path, converted):
-    base, sha = server
+def test_make_weights_file_converts_and_records_both_sha256(hf_file, tmp_path, converted):
     out = tmp_path / "w" / "da.safetensors"
-    assert main(["--url", f"{base}/model.safetensors", "--out", str(out), "--quiet"]) == 0
+    assert main(["--file", str(hf_file), "--out", str(out), "--quiet"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["source_sha256"] == sha and meta["source"] == f"{base}/model.safetensors"
+    assert meta["source_sha256"] == hashlib.sha256(hf_file.read_bytes()).hexdigest()
+    assert meta["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     with safe_open(str(out), "pt") as f:
-        assert json.loads(f.metadata()["s3d"])["source_sha256"] == sha
-    assert sorted(p.name for p in out.parent.iterdir()) == ["da.json", "da.safetensors"]  # no download, no .partial left
+        assert json.loads(f.metadata()["s3d"])["source_sha256"] == meta["source_sha256"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["da.json", "da.safetensors"]  # nothing half-written left
     got, want = load_file(str(out)), load_file(str(converted))
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
 
 
-@pytest.mark.parametrize(
-    "path,problem",
-    [("short.safetensors", "incomplete|failed"), ("missing.safetensors", "HTTP 404"), ("page.safetensors", "not a readable safetensors file")],
-)
-def test_failed_fetch_is_one_line_and_leaves_nothing(server, tmp_path, capsys, path, problem):
-    base, _ = server
-    out = tmp_path / "da.safetensors"
-    assert exit_code(main, ["--url", f"{base}/{path}", "--out", str(out), "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and re.search(problem, err)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_fetch_of_another_size_refuses_the_small_file_in_one_line(server, tmp_path, capsys):
-    """``make weights depth=depth_anything_v2_large`` runs ``--variant large``: a Small file is refused by name."""
-    base, _ = server
-    out = tmp_path / "da_large.safetensors"
-    assert exit_code(main, ["--variant", "large", "--url", f"{base}/model.safetensors", "--out", str(out), "--quiet"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "not Depth Anything V2 Large" in err
-    assert list(tmp_path.iterdir()) == []
+def test_make_weights_refuses_a_page_or_another_size_in_one_line(hf_file, tmp_path, capsys):
+    page = tmp_path / "page.safetensors"
+    page.write_bytes(b"<html>moved</html>")
+    out = tmp_path / "out" / "da.safetensors"
+    for args, problem in (([str(page)], "not a readable safetensors file"), ([str(hf_file), "--variant", "large"], "not Depth Anything V2 Large")):
+        assert exit_code(main, ["--file", args[0], *args[1:], "--out", str(out), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and problem in err
+        assert not out.exists()
 
 
 # --- in the conversion pipeline ------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_weights_with_a_wrong_checksum_are_refused(tmp_path: Path):
         f.write(bytes([byte[0] ^ 0xFF]))
     from s3d.depth import build_depth
 
-    cfg = compose("convert", [f"weights_dir={tmp_path}"]).depth
+    cfg = compose("convert", ["depth=s3d_lite0", f"weights_dir={tmp_path}"]).depth
     with pytest.raises(S3DError, match=r"s3d_lite0.safetensors: sha256 is .*, expected .*: damaged"):
         build_depth(cfg)
 

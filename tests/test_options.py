@@ -29,7 +29,7 @@ def test_mistyped_options_are_one_line_from_the_command_line(tmp_path):
         "layout=weird": "s3d: error: layout must be one of full_sbs, half_sbs, full_ou, half_ou, full_cross, half_cross, full_rgbd, half_rgbd, vr180, anaglyph; got 'weird'",
         "divergence=-3": "s3d: error: divergence must be a number >= 0.0 and <= 20.0, got -3",
         "video.crff=20": "s3d: error: unknown option 'video.crff' (python convert.py --help lists every option)",
-        "depth=midas": "s3d: error: depth=midas: no such depth; one of densedepth, depth_anything_v2_base, depth_anything_v2_large, depth_anything_v2_small, s3d_lite0, tiny_random",
+        "depth=midas": "s3d: error: depth=midas: no such depth; one of auto, densedepth, depth_anything_v2_base, depth_anything_v2_large, depth_anything_v2_small, s3d_lite0, tiny_random",
     }
     for arg, line in cases.items():
         run = _convert(tmp_path, f"input={photo}", "depth=tiny_random" if not arg.startswith("depth=") else "quiet=true", arg)
@@ -49,10 +49,19 @@ def test_every_number_option_refuses_a_value_out_of_range(key: str):
     bad = [lo - 1, "many"] + ([hi + 1] if hi is not None else [])
     if whole:
         bad.append(lo + 0.5)
+    depth = ["depth=s3d_lite0"] if key.startswith("depth.") else []  # depth=auto's keys are its two networks' own
     check_convert_options(compose("convert", []))  # the defaults pass
     for value in bad:
         with pytest.raises(S3DError, match=rf"^{key} must be a"):
-            check_convert_options(compose("convert", [f"{key}={value}"]))
+            check_convert_options(compose("convert", [*depth, f"{key}={value}"]))
+
+
+def test_keyframes_takes_auto_or_a_whole_number_from_one():
+    for good in ("auto", 1, 3):
+        check_convert_options(compose("convert", [f"temporal.keyframes={good}"]))
+    for bad in (0, 1.5, "many"):
+        with pytest.raises(S3DError, match=r"^temporal.keyframes must be a whole number >= 1"):
+            check_convert_options(compose("convert", [f"temporal.keyframes={bad}"]))
 
 
 @pytest.mark.parametrize("key", sorted(CHOICES))

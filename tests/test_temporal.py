@@ -112,3 +112,37 @@ def test_depth_reuse_carries_across_batches_until_reset():
     assert depth.frames == 2
     with pytest.raises(ValueError, match="max_run >= 1"):
         DepthReuse(0.01, max_run=0)
+
+
+def _panning(frames: int, h: int = 36, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """A slow pan: each frame differs from the last (more than reuse's threshold), never by a cut."""
+    g = torch.Generator().manual_seed(seed)
+    wide = torch.rand(1, 3, h, w + frames * 2, generator=g)
+    wide = torch.nn.functional.avg_pool2d(wide, 3, 1, 1)
+    return torch.cat([wide[..., 2 * i : 2 * i + w] for i in range(frames)])
+
+
+def test_keyframes_run_the_network_every_interval_and_blend_between():
+    image = _panning(8)
+    depth, keys = _Counting(), DepthReuse(threshold=0.0, max_run=1, interval=2, scene_cut=0.5)
+    near = torch.cat([keys(depth, image[:4]), keys(depth, image[4:])])
+    # keys: frame 0 (the start), then every 2nd frame, each batch ending on one: 0, 1, 3, 5, 7
+    assert depth.frames == 5 and (keys.computed, keys.reused) == (5, 3)
+    assert near[:, 0, 0, 0].tolist() == [0, 1, 1.5, 2, 2.5, 3, 3.5, 4]  # between two keys: linear in time
+
+
+def test_keyframes_never_blend_across_a_cut():
+    shot, other = _panning(4), 0.3 * _panning(4, seed=1)  # a darker shot: a cut
+    depth, keys = _Counting(), DepthReuse(threshold=0.0, max_run=1, interval=4, scene_cut=0.1)
+    near = keys(depth, torch.cat([shot, other]))
+    # keys: 0 (start), 3 (the last frame before the cut), 4 (the cut), 7 (the batch's end)
+    assert near[:, 0, 0, 0].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1, 2, 2 + 1 / 3, 2 + 2 / 3, 3])
+    assert depth.frames == 4
+
+
+def test_keyframes_of_one_are_the_plain_reuse_and_batches_become_multiples():
+    image, _ = _still(frames=6)
+    a, b = DepthReuse(0.01, 1), DepthReuse(0.01, 1, interval=1, scene_cut=0.12)
+    assert torch.equal(a(_Counting(), image), b(_Counting(), image))
+    with pytest.raises(ValueError, match="interval >= 1"):
+        DepthReuse(0.01, 1, interval=0)

@@ -67,6 +67,8 @@ class DepthBackend(nn.Module):
     channels_last: bool = False
 
     vertical_prior: float = 0.0  # weight of "lower is nearer" blended into the output (conf/depth `vertical_prior`)
+    keyframe_interval: int = 1  # video: run on every n-th frame, the depth carried between (conf/depth `cpu.keyframe_interval`)
+    cpu_precision: str = "fp32"  # what precision=auto means on a CPU that computes bf16 natively (conf/depth `cpu.precision`)
 
     def __init__(self, resolution: int | None = None):
         super().__init__()
@@ -110,6 +112,24 @@ class DepthBackend(nn.Module):
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX, as oneDNN reports): elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def auto_precision(backend: DepthBackend, device: torch.device, engine: str = "torch") -> str:
+    """``precision=auto``: fp16 on CUDA; on the CPU the backend's ``cpu_precision`` where the CPU computes bf16
+    natively and PyTorch runs the network, else fp32."""
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and backend.cpu_precision == "bf16" and engine != "onnxruntime" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
 def accelerate(
     backend: DepthBackend, device: torch.device, precision: str = "auto", compile: bool = False, channels_last: bool = False, engine: str = "torch"
 ) -> DepthBackend:
@@ -121,7 +141,7 @@ def accelerate(
 
     backend.requires_grad_(False)  # frozen, as build_depth makes it (the ONNX trace takes weights as constants)
     if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
+        precision = auto_precision(backend, device, engine)
     if precision not in PRECISIONS:
         raise S3DError(None, f"precision must be auto, {', '.join(PRECISIONS)}; got '{precision}'")
     torch_only = [name for name, on in (("compile=true", compile), (f"precision={precision}", precision != "fp32")) if on]
@@ -142,13 +162,26 @@ def accelerate(
     return backend
 
 
+DESCRIPTION_KEYS = ("name", "title", "license", "note")  # what a conf/depth file says of its network, for people (s3d.depth.auto)
+
+
 def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBackend:
     """Instantiate the backend named by a ``conf/depth`` config, frozen and in eval mode on ``device``; the
-    config's ``vertical_prior`` (any backend's, default 0) is the weight :func:`add_vertical_prior` blends in."""
+    config's ``vertical_prior`` (any backend's, default 0) is the weight :func:`add_vertical_prior` blends in.
+    Its ``cpu`` block (optional) says how the network runs on a CPU: ``resolution`` (instead of the
+    config's own), ``precision`` (what ``precision=auto`` picks where bf16 is native) and
+    ``keyframe_interval`` (video: the network on every n-th frame, :class:`s3d.stereo.temporal.DepthReuse`)."""
     cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    if cfg.get("auto"):
+        raise S3DError(None, "depth=auto is chosen before building: call s3d.depth.auto.choose_depth first")
     prior = float(cfg.pop("vertical_prior", 0.0) or 0.0)
     if not 0 <= prior <= 1:
         raise S3DError(None, f"depth.vertical_prior must be a number >= 0 and <= 1, got {prior}")
+    for key in DESCRIPTION_KEYS:
+        cfg.pop(key, None)
+    on_cpu = dict(cfg.pop("cpu", None) or {})
+    if torch.device(device).type == "cpu" and on_cpu.get("resolution"):
+        cfg["resolution"] = on_cpu["resolution"]
     try:
         model = instantiate(cfg)
     except InstantiationException as err:
@@ -158,5 +191,8 @@ def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBac
     if not isinstance(model, DepthBackend):
         raise TypeError(f"{cfg._target_} is not a DepthBackend")
     model.vertical_prior = prior
+    if torch.device(device).type == "cpu":
+        model.keyframe_interval = int(on_cpu.get("keyframe_interval", 1))
+        model.cpu_precision = str(on_cpu.get("precision", "fp32"))
     model.requires_grad_(False)
     return model.eval().to(device)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import timm
 import torch
@@ -244,3 +245,13 @@ class DepthAnythingV2Small(DepthAnythingV2):
     @classmethod
     def with_random_weights(cls, **kwargs) -> DepthAnythingV2Small:
         return cls(None, net=DepthAnythingNet("small"), **kwargs)
+
+
+def write_random_weights(path: Path, variant: str = "small", seed: int = 0) -> Path:
+    """The converted layout of ``variant`` with random weights at ``path`` (safetensors): what a conversion with
+    the real weights costs, for timing where they are absent (``make bench``)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    save_file(DepthAnythingNet(variant).state_dict(), str(path))
+    return path

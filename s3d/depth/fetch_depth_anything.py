@@ -1,15 +1,17 @@
-"""``make weights depth=depth_anything_v2_{small,base,large}``: download Depth Anything V2, check it, record its sha256 and convert it.
+"""``make weights depth=depth_anything_v2_{small,base,large}``: fetch Depth Anything V2, check it, record its sha256 and convert it.
 
-``python -m s3d.depth.fetch_depth_anything [--variant small|base|large] [--url URL] [--out weights/depth_anything_v2_<variant>.safetensors]``
+``python -m s3d.depth.fetch_depth_anything [--variant small|base|large] [--file PATH] [--out weights/depth_anything_v2_<variant>.safetensors]``
 
 The published file is the Hugging Face ``transformers`` port (``DepthAnythingForDepthEstimation``,
-``model.safetensors``). It streams to a temporary file, renamed only when its length matches the
-server's Content-Length (:func:`s3d.io.weights.download`); every tensor is then checked by
-name and shape and renamed to :class:`s3d.depth.depth_anything.DepthAnythingNet`'s layout (q, k and v
-concatenated into timm's fused ``qkv``). The download's sha256 goes into the converted file's metadata
-and the ``.json`` beside it; the download itself is deleted. ``--url file:///path/model.safetensors``
-converts a file already on disk. Base and Large are published under CC-BY-NC-4.0 (non-commercial), Small
-under Apache-2.0.
+``model.safetensors`` in ``depth-anything/Depth-Anything-V2-<Size>-hf``). It is fetched through
+``huggingface_hub`` (:func:`hub_download`): its cache, resumed downloads and progress bar, ``HF_ENDPOINT``
+(a mirror) and ``HF_HUB_OFFLINE``. The download is checked against the sha256 the Hub names it by (its
+ETag), then every tensor by name and shape, and renamed to :class:`s3d.depth.depth_anything.DepthAnythingNet`'s
+layout (q, k and v concatenated into timm's fused ``qkv``). The download's sha256 and the converted
+file's go into the converted file's metadata and the ``.json`` beside it. A download that fails a check
+is removed from the Hub cache, so it is never taken again. ``--file`` converts a published file already on
+disk. Base and Large are published under CC-BY-NC-4.0 (non-commercial), Small under Apache-2.0;
+``depth=auto`` (the default of ``convert.py``) fetches Small on first use (:mod:`s3d.depth.auto`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from s3d.config import PROJECT_ROOT
 from s3d.depth.depth_anything import VARIANTS, DepthAnythingNet
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
-from s3d.io.weights import download, file_sha256
+from s3d.io.weights import file_sha256
 
-HF_URLS = {v: f"https://huggingface.co/depth-anything/Depth-Anything-V2-{v.title()}-hf/resolve/main/model.safetensors" for v in VARIANTS}
+HUB_REPOS = {v: f"depth-anything/Depth-Anything-V2-{v.title()}-hf" for v in VARIANTS}
+HUB_FILE = "model.safetensors"
+HUB_REVISION = "main"
+HUB_TIMEOUT = 5.0  # seconds the Hub has to answer the first request: an unreachable Hub costs seconds, not minutes
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_out(variant: str) -> Path:
@@ -148,31 +154,101 @@ def convert(src: Path, dst: Path, url: str | None = None, variant: str = "small"
     meta = {"architecture": f"depth_anything_v2_{variant}", "source": url or src.name, "source_sha256": file_sha256(src)}
     with atomic_output(dst, overwrite=True) as tmp:
         save_file(converted, str(tmp), metadata={"s3d": json.dumps(meta)})
+        meta["sha256"] = file_sha256(tmp)  # the converted file's own: s3d.depth.auto checks a cached file against it
     with atomic_output(dst.with_suffix(".json"), overwrite=True) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
-def fetch(url: str, out: Path, quiet: bool = False, variant: str = "small") -> dict:
-    """Download ``url`` beside ``out``, convert it to ``out``, delete the download; returns the metadata."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    src = download(url, out.with_name(out.stem + ".hf.safetensors"), quiet=quiet)
-    try:
-        return convert(src, out, url, variant)
-    finally:
+def hub_url(variant: str = "small") -> str:
+    """Where the published file is: on ``HF_ENDPOINT`` (huggingface.co unless set)."""
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(HUB_REPOS[variant], HUB_FILE, revision=HUB_REVISION)
+
+
+def _reason(err: BaseException) -> str:
+    """The cause of a failed Hub request, in a few words: the Hub client's errors come with a chain of causes and several lines."""
+    import httpx2
+    from huggingface_hub.errors import FileMetadataError, HfHubHTTPError, OfflineModeIsEnabled
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OfflineModeIsEnabled):
+            return "offline (HF_HUB_OFFLINE=1)"
+        if isinstance(seen, httpx2.TimeoutException):
+            return f"no answer within {HUB_TIMEOUT:g} s"
+        if isinstance(seen, httpx2.ConnectError):
+            return "cannot connect"
+        if isinstance(seen, HfHubHTTPError) and seen.response is not None:
+            return f"HTTP {seen.response.status_code}"
+        if isinstance(seen, FileMetadataError):
+            return "the server does not answer like the Hugging Face Hub (no X-Repo-Commit or ETag)"
+        seen = seen.__cause__ or seen.__context__
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+def forget_download(path: Path) -> None:
+    """Remove a download from the Hub cache: the snapshot's link and the blob it points to."""
+    blob = path.resolve()
+    for p in (path, blob):
         with contextlib.suppress(FileNotFoundError):
-            src.unlink()  # kept neither when wrong (a web page, another model) nor when converted
+            p.unlink()
+
+
+def hub_download(variant: str = "small", quiet: bool = False) -> Path:
+    """The published file of ``variant`` in the Hub cache (fetched, or resumed, if not there yet), its
+    content checked against the sha256 the Hub names it by. A failure is one :class:`S3DError` line."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    url = hub_url(variant)
+    cached = try_to_load_from_cache(HUB_REPOS[variant], HUB_FILE, revision=HUB_REVISION)
+    bars_were_off = are_progress_bars_disabled()
+    if quiet:
+        disable_progress_bars()
+    try:
+        if not isinstance(cached, str):
+            # One question first, answered within HUB_TIMEOUT: the client itself retries an unanswered Hub
+            # for minutes (60 s a try, with back-off) before it gives up.
+            get_hf_file_metadata(url, timeout=HUB_TIMEOUT)
+        path = Path(hf_hub_download(HUB_REPOS[variant], HUB_FILE, revision=HUB_REVISION, etag_timeout=HUB_TIMEOUT))
+    except Exception as err:  # the Hub client raises many types; each becomes one line
+        raise S3DError(url, f"cannot fetch: {_reason(err)}") from None
+    finally:
+        if quiet and not bars_were_off:
+            enable_progress_bars()
+    blob = path.resolve()
+    if SHA256.fullmatch(blob.name) and file_sha256(blob) != blob.name:  # git-LFS files: the blob is named by its sha256
+        forget_download(path)
+        raise S3DError(url, f"damaged download: its sha256 is not the {blob.name[:12]}... the Hub names; removed, try again")
+    return path
+
+
+def fetch(variant: str = "small", out: Path | None = None, quiet: bool = False, src: Path | None = None) -> dict:
+    """Fetch ``variant`` through the Hub cache (or take the published file ``src``), convert it to ``out``;
+    returns the metadata. A fetched file that is not the variant's is removed from the cache."""
+    out = out or default_out(variant)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if src is not None:
+        return convert(src, out, str(src), variant)
+    download = hub_download(variant, quiet)
+    try:
+        return convert(download, out, hub_url(variant), variant)
+    except S3DError:
+        forget_download(download)  # damaged or foreign: never taken from the cache again
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=tuple(VARIANTS), default="small")
-    ap.add_argument("--url", default=None, help="default: the variant's file on Hugging Face")
+    ap.add_argument("--file", type=Path, default=None, help="convert this published model.safetensors instead of fetching it")
     ap.add_argument("--out", type=Path, default=None, help="default: weights/depth_anything_v2_<variant>.safetensors")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     out = args.out or default_out(args.variant)
-    meta = cli.run(fetch, args.url or HF_URLS[args.variant], out, args.quiet, args.variant)
+    meta = cli.run(fetch, args.variant, out, args.quiet, args.file)
     print(f"{out}: {_title(args.variant)}, source sha256 {meta['source_sha256'][:12]}... (in {out.with_suffix('.json')})")
     return 0
 

@@ -81,50 +81,87 @@ class TemporalSmoother:
 
 
 class DepthReuse:
-    """Runs the depth network only on frames that changed since the last frame it ran on.
+    """Runs the depth network on key frames only and carries its depth to the frames between.
 
-    A frame whose thumbnail differs from that key frame's by less than ``threshold`` (mean absolute change,
-    0-1 scale) takes the key frame's nearness, at most ``max_run`` frames in a row, so a slow pan is still
-    re-estimated every ``max_run + 1`` frames. On Big Buck Bunny's first 30 s, ``threshold=0.005``,
-    ``max_run=1`` skips the network on 42% of the frames (README, Speed). Call :meth:`reset` between videos.
+    Two savings, both off the network's cost. ``interval``: a key frame every ``interval`` frames; the frames
+    between two keys take the two keys' nearness blended linearly in time (no lag on steady motion; a moving
+    edge is a cross-fade at worst), never across a scene cut (the frames on both sides of a cut are keys).
+    ``threshold``: a key frame whose thumbnail differs from the last estimated key's by less than this
+    (mean absolute change, 0-1 scale) takes that key's nearness, at most ``max_run`` keys in a row, so a slow
+    pan is still re-estimated. On Big Buck Bunny's first 30 s, ``threshold=0.005``, ``max_run=1`` skip the
+    network on 42% of the frames; what ``interval`` costs in lag and flicker is measured by
+    ``scripts/keyframe_measure.py`` (README, Speed). Each batch's last frame is a key, so no frame waits for
+    the next batch: batches of a multiple of ``interval`` frames keep the keys evenly spaced. Call
+    :meth:`reset` between videos.
     """
 
-    def __init__(self, threshold: float = 0.005, max_run: int = 1):
-        if threshold < 0 or max_run < 1:
-            raise ValueError(f"depth reuse needs threshold >= 0 and max_run >= 1, got {threshold} and {max_run}")
-        self.threshold, self.max_run = threshold, max_run
+    CARRIES = ("blend", "hold")
+
+    def __init__(self, threshold: float = 0.005, max_run: int = 1, interval: int = 1, scene_cut: float = 0.12, carry: str = "blend"):
+        if threshold < 0 or max_run < 1 or interval < 1:
+            raise ValueError(f"depth reuse needs threshold >= 0, max_run >= 1 and interval >= 1, got {threshold}, {max_run} and {interval}")
+        if carry not in self.CARRIES:
+            raise ValueError(f"carry must be one of {', '.join(self.CARRIES)}, got '{carry}'")
+        self.threshold, self.max_run, self.interval, self.scene_cut = threshold, max_run, interval, scene_cut
+        self.carry = carry  # between key frames: blend the two keys, or hold the last one (measured against each other)
         self.reused = self.computed = 0
         self.reset()
 
     def reset(self) -> None:
-        self._thumb: torch.Tensor | None = None
-        self._near: torch.Tensor | None = None
+        self._thumb: torch.Tensor | None = None  # the last estimated key's thumbnail
+        self._near: torch.Tensor | None = None  # the last key's nearness (1, 1, H, W)
+        self._last: torch.Tensor | None = None  # the last frame's thumbnail (cuts)
         self._run = 0
+        self._count = 0  # frames since the reset
+
+    def _keys(self, thumbs: torch.Tensor) -> list[bool]:
+        """Which frames of the batch are key frames."""
+        b = thumbs.shape[0]
+        before = torch.cat([self._last if self._last is not None else thumbs[:1], thumbs[:-1]])
+        cut = is_scene_cut(before, thumbs, self.scene_cut).tolist()
+        cut[0] = cut[0] or self._last is None  # nothing before it: a start
+        keys = []
+        for i in range(b):
+            after_cut = i + 1 < b and cut[i + 1]
+            keys.append(cut[i] or after_cut or i == b - 1 or (self._count + i + 1) % self.interval == 0)
+        return keys
 
     def __call__(self, depth, image: torch.Tensor) -> torch.Tensor:
         """``depth`` ``(b, 3, H, W) -> (b, 1, H, W)`` run on the key frames of ``image (B, 3, H, W)`` (consecutive
         frames) only -> ``(B, 1, H, W)``."""
+        if self._near is not None and self._near.shape[-2:] != image.shape[-2:]:
+            self.reset()  # another size: another video
         thumbs = thumbnail(image)
-        keys: list[int] = []
-        source: list[int] = []  # per frame: index into the key frames computed now, or -1 = the last key before
-        for i in range(image.shape[0]):
+        keys = [i for i, k in enumerate(self._keys(thumbs)) if k]
+        run: list[int] = []  # the keys the network runs on now
+        source: dict[int, int] = {}  # key -> index into run, or -1 = the last estimated key's nearness
+        for i in keys:
             still = (
                 self._thumb is not None
                 and self._run < self.max_run
-                and self._thumb.shape == thumbs[i].shape
                 and float((thumbs[i] - self._thumb).abs().mean()) < self.threshold
-                and (keys or (self._near is not None and self._near.shape[-2:] == image.shape[-2:]))
+                and (run or self._near is not None)
             )
             if still:
                 self._run += 1
+                source[i] = len(run) - 1
             else:
-                keys.append(i)
+                run.append(i)
                 self._thumb, self._run = thumbs[i], 0
-            source.append(len(keys) - 1)
-        computed = depth(image[keys]) if keys else None
-        out = [computed[k : k + 1] if k >= 0 else self._near for k in source]
-        if computed is not None:
-            self._near = computed[-1:]
-        self.computed += len(keys)
-        self.reused += image.shape[0] - len(keys)
+                source[i] = len(run) - 1
+        computed = depth(image[run]) if run else None
+        key_near = {i: (computed[k : k + 1] if k >= 0 else self._near) for i, k in source.items()}
+        out, before, at = [], self._near, -1  # the key before: its nearness and its index in this batch
+        for i in range(image.shape[0]):
+            if i in key_near:
+                out.append(key_near[i])
+                before, at = key_near[i], i
+                continue
+            after = next(k for k in keys if k > i)
+            w = (i - at) / (after - at) if self.carry == "blend" else 0.0
+            out.append(torch.lerp(before, key_near[after], w))
+        self._near, self._last = key_near[keys[-1]], thumbs[-1:]
+        self._count += image.shape[0]
+        self.computed += len(run)
+        self.reused += image.shape[0] - len(run)
         return torch.cat(out)

@@ -43,7 +43,7 @@ from s3d.errors import MissingWeightsError, S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.image import to_uint8
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
-from s3d.pipeline import INTERPOLATIONS, StereoPipeline, StereoSettings, to_tensor
+from s3d.pipeline import INTERPOLATIONS, StereoPipeline, StereoSettings, select_device, to_tensor
 from s3d.stereo import nearness_to_disparity
 from s3d.stereo.kernel import warm_up
 from s3d.stereo.temporal import DepthReuse
@@ -59,10 +59,22 @@ class Clock:
     """Wall and CPU time (this process, all its threads) since it was made: ``read() -> (wall s, CPU s)``."""
 
     def __init__(self):
+        _sync()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def read(self) -> tuple[float, float]:
+        _sync()  # CUDA runs ahead of the host: wait for its work to be timed
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def device_of(depth: DepthBackend) -> torch.device:
+    """Where a depth backend runs (the CPU for one without PyTorch parameters, e.g. ONNX Runtime's)."""
+    return next((p.device for p in depth.parameters()), torch.device("cpu"))
 
 
 def machine() -> str:
@@ -121,7 +133,7 @@ def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int
         disparities = []
         with torch.inference_mode():
             for i in range(0, len(frames), batch):
-                x = to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu"))
+                x = to_tensor(torch.from_numpy(frames[i : i + batch]), device_of(depth))
                 near = depth(x) if reuser is None else reuser(depth, x)
                 if smoother is not None:
                     near = smoother(near, x)
@@ -217,7 +229,7 @@ def _synthesize(
     """The synthesis stage (smoothing, warp, packing) on batches in memory, through the path convert.py
     takes (:meth:`s3d.pipeline.StereoPipeline.render`): ``-> (packed frames, seconds, CPU seconds)``."""
     smoother = temporal_smoother(cfg)
-    pipeline = StereoPipeline(None, settings, torch.device("cpu"))  # depth is timed on its own
+    pipeline = StereoPipeline(None, settings, xs[0].device)  # depth is timed on its own
     clock = Clock()
     packed = []
     for frames, x, near in zip(batches, xs, nears):
@@ -244,7 +256,7 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
     n = min(stage_frames, len(frames)) // batch * batch or len(frames)
     settings = stereo_settings(cfg)
     batches = [torch.from_numpy(frames[i : i + batch]) for i in range(0, n, batch)]
-    xs = [to_tensor(f, torch.device("cpu")) for f in batches]
+    xs = [to_tensor(f, device_of(depth)) for f in batches]
     with torch.inference_mode():
         depth(xs[0])  # warm-up
         reuse = depth_reuse(cfg, depth)
@@ -274,7 +286,7 @@ def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str
     sharpness and PSNR against the real eye at the configured divergence/convergence, and the depth's
     worth: PSNR gain over the best single shift with 3D strength and screen plane fitted (``evaluate.py``'s
     ``_fit`` rows), the vertical prior's gain fitted the same way, and the nearness's Spearman with the truth."""
-    from s3d.data.pairs import pair_in_folder
+    from s3d.data.pair_files import pair_in_folder
     from s3d.evaluate import best_shift, disparity_metrics, fitted_view, image_metrics, load_gt_disparity, load_rgb, vertical_prior
 
     found = pair_in_folder(folder) if folder.is_dir() else None
@@ -284,7 +296,7 @@ def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str
     frames = to_uint8(left)
     settings = replace(stereo_settings(cfg), layout="full_sbs", eye="left")
     with torch.inference_mode():
-        nearness = depth(left)
+        nearness = depth(left.to(device_of(depth))).cpu()
         packed = StereoPipeline(None, settings, torch.device("cpu")).render(frames, left, nearness, even=False)
     converted = packed[:, :, left.shape[-1] :].permute(0, 3, 1, 2).float() / 255
     shift_psnr = image_metrics(best_shift(left, right)[0], right)["psnr"]
@@ -380,7 +392,7 @@ def _run(cfg: DictConfig, tmp: Path) -> dict:
         overrides.append(f"depth.prefer.weights={weights}")
         conv = compose("convert", overrides)
     resolve_depth(conv, fetch=False)
-    depth = depth_backend(conv, torch.device("cpu"))
+    depth = depth_backend(conv, select_device(conv.device))
     results: dict = {
         "machine": machine(),
         "command": "python -m s3d.bench " + " ".join(sys.argv[1:]),

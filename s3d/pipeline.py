@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from s3d.depth.base import DepthBackend
 from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
-from s3d.io.image import to_uint8
+from s3d.io.image import to_tensor, to_uint8  # noqa: F401 (to_tensor: also s3d.pipeline's, for its users)
 from s3d.layout import RGBD, pack, pack_rgbd
 from s3d.models.common import ViewModel
 from s3d.stereo import nearness_to_disparity, synthesize_view
@@ -46,13 +46,6 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def to_tensor(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``(B, H, W, 3) uint8 -> (B, 3, H, W) float`` in ``[0, 1]`` on ``device``."""
-    if device.type == "cuda" and not frames.is_pinned():
-        frames = frames.pin_memory()  # so the copy to the GPU is asynchronous
-    return frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
 
 
 def pad_even(images: torch.Tensor) -> torch.Tensor:

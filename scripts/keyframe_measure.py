@@ -32,18 +32,22 @@ CLIP = PROJECT_ROOT.parent / "shared" / "data" / "video_2d" / "blender_open_movi
 BATCH = 4
 
 
-def disparity(near: torch.Tensor, cfg, width: int) -> torch.Tensor:
+def run(frames: np.ndarray, cfg, depth, keys: DepthReuse | None, batch: int) -> torch.Tensor:
+    """Disparity (px) of every frame as convert.py makes it (the network on ``keys``' key frames, or on all,
+    then the temporal smoothing): ``(N, 1, H, W)`` float16, to keep a few hundred 720p maps in memory."""
     s = stereo_settings(cfg)
-    return nearness_to_disparity(near, width, s.divergence, s.convergence)
-
-
-def smoothed(nears: list[torch.Tensor], xs: list[torch.Tensor], cfg) -> torch.Tensor:
     smoother = temporal_smoother(cfg)
-    return torch.cat([smoother(n, x) if smoother is not None else n for n, x in zip(nears, xs)])
+    out = []
+    for i in range(0, len(frames), batch):
+        x = to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu"))
+        near = depth(x) if keys is None else keys(depth, x)
+        near = smoother(near, x) if smoother is not None else near
+        out.append(nearness_to_disparity(near, x.shape[-1], s.divergence, s.convergence).half())
+    return torch.cat(out)
 
 
 def main(argv: list[str]) -> int:
-    clip = Path(argv[0]) if argv else CLIP
+    clip = Path(argv[0]) if argv and argv[0] else CLIP
     count = int(argv[1]) if len(argv) > 1 else 240
     out = Path(argv[2]) if len(argv) > 2 else PROJECT_ROOT / "results" / "keyframes.json"
     cfg = compose("convert", ["depth=s3d_lite0"])
@@ -54,41 +58,34 @@ def main(argv: list[str]) -> int:
         if len(frames) == count:
             break
     frames = np.stack(frames)
-    width = frames.shape[2]
-    change = thumbnail(to_tensor(torch.from_numpy(frames), torch.device("cpu")))
-    change = torch.cat([torch.zeros(1), (change[1:] - change[:-1]).abs().flatten(1).mean(1)])
+    thumbs = torch.cat([thumbnail(to_tensor(torch.from_numpy(frames[i : i + BATCH]), torch.device("cpu"))) for i in range(0, len(frames), BATCH)])
+    change = torch.cat([torch.zeros(1), (thumbs[1:] - thumbs[:-1]).abs().flatten(1).mean(1)])
     moving = change >= change.quantile(0.9)
     still = int(change.unfold(0, 24, 1).mean(1)[1:].argmin()) + 1  # the stillest 24 frames
-    results: dict = {"clip": clip.name, "frames": len(frames), "depth": "s3d_lite0", "variants": {}}
+    results: dict = {"clip": clip.name, "frames": len(frames), "depth": "s3d_lite0", "stillest": [still, still + 23], "variants": {}}
     with torch.inference_mode():
-        ref_near, xs = [], []
-        for i in range(0, len(frames), BATCH):
-            x = to_tensor(torch.from_numpy(frames[i : i + BATCH]), torch.device("cpu"))
-            xs.append(x)
-            ref_near.append(depth(x))
-        reference = disparity(smoothed(ref_near, xs, cfg), cfg, width)
+        reference = run(frames, cfg, depth, None, BATCH).float()
         for interval in (1, 2, 3, 4):
             for carry in ("blend", "hold"):
                 if interval == 1 and carry == "hold":
                     continue
                 keys = DepthReuse(threshold=0.0, max_run=1, interval=interval, scene_cut=cfg.temporal.scene_cut, carry=carry)
-                batch = -(-BATCH // interval) * interval
-                nears, xb = [], []
-                for i in range(0, len(frames), batch):
-                    x = to_tensor(torch.from_numpy(frames[i : i + batch]), torch.device("cpu"))
-                    xb.append(x)
-                    nears.append(keys(depth, x))
-                d = disparity(smoothed(nears, xb, cfg), cfg, width)
+                d = run(frames, cfg, depth, keys, -(-BATCH // interval) * interval).float()
                 err = (d - reference).abs().flatten(1).mean(1)
                 flick = (d[1:] - d[:-1]).abs().flatten(1).mean(1)
-                results["variants"][f"every {interval} ({carry})"] = {
+                name = f"every {interval} ({carry})"
+                results["variants"][name] = {
                     "network_share": keys.computed / len(frames),
                     "error_px": float(err.mean()),
                     "error_px_moving": float(err[moving].mean()),
                     "flicker_px": float(flick.mean()),
                     "flicker_px_still": float(flick[still : still + 23].mean()),
                 }
-                print(f"every {interval} ({carry}):", json.dumps(results["variants"][f"every {interval} ({carry})"]), flush=True)
+                print(name, json.dumps(results["variants"][name]), flush=True)
+                del d
+    ref_flick = (reference[1:] - reference[:-1]).abs().flatten(1).mean(1)
+    results["reference"] = {"flicker_px": float(ref_flick.mean()), "flicker_px_still": float(ref_flick[still : still + 23].mean())}
+    print("every frame", json.dumps(results["reference"]), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

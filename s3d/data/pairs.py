@@ -11,58 +11,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from s3d.data.hints import stereo_hints
+from s3d.data.pair_files import find_pairs  # noqa: F401 (also this module's, for its users)
+from s3d.data.teacher import LabelSettings, TeacherLabels, resize_labels
 from s3d.errors import S3DError
-from s3d.io.image import IMAGE_SUFFIXES, read_photo
-
-# Left/right file-name endings in one pair's folder: left/right, im0/im1, motorcycle_left/..., aloeL/aloeR.
-PAIR_ENDINGS = (("left", "right"), ("im0", "im1"), ("L", "R"))
-
-
-def pair_in_folder(folder: Path) -> tuple[Path, Path] | None:
-    """The left and right image of a folder holding one pair, or ``None``."""
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    for a, b in PAIR_ENDINGS:
-        for left in images:
-            if left.stem.endswith(a):
-                stem = left.stem[: len(left.stem) - len(a)] + b
-                right = [p for p in images if p.stem == stem]
-                if right:
-                    return left, right[0]
-    return None
-
-
-def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
-    """``(name, left, right)`` for every pair in ``root``: ``image_0/`` + ``image_1/`` with matching names,
-    one pair per sub-folder, or ``root`` itself holding one pair."""
-    root = Path(root)
-    if not root.is_dir():
-        raise S3DError(root, "no such folder of stereo pairs")
-    pairs = []
-    if (root / "image_0").is_dir() and (root / "image_1").is_dir():
-        for left in sorted((root / "image_0").iterdir()):
-            right = root / "image_1" / left.name
-            if left.suffix.lower() in IMAGE_SUFFIXES and right.exists():
-                pairs.append((left.stem, left, right))
-    for folder in [root] + sorted(p for p in root.iterdir() if p.is_dir()):
-        found = pair_in_folder(folder)
-        if found:
-            pairs.append((folder.name, *found))
-    return pairs
-
-
-def load_image(path: Path, width: int | None = None) -> torch.Tensor:
-    """``-> (3, H, W)`` in ``[0, 1]``, EXIF orientation applied; with ``width``, resized to it (aspect kept, Lanczos)."""
-    img = Image.fromarray(read_photo(path))
-    if width and img.width != width:
-        img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
+from s3d.io.image import read_image
 
 
 class StereoPairs(Dataset):
@@ -85,7 +42,7 @@ class StereoPairs(Dataset):
         teacher=None,
     ):
         # resize_width: every pair at one width, so disparities (px) keep one scale relative to the frame
-        self.images = [(name, load_image(l, resize_width), load_image(r, resize_width)) for name, l, r in pairs]
+        self.images = [(name, read_image(l, resize_width), read_image(r, resize_width)) for name, l, r in pairs]
         for name, l, r in self.images:
             if l.shape != r.shape:
                 raise S3DError(name, f"eyes differ in size: {tuple(l.shape)} and {tuple(r.shape)}")
@@ -95,8 +52,6 @@ class StereoPairs(Dataset):
         if hints:  # (min, max) disparity in px at the loaded size -> stereo-matched disparities of both views
             self.maps["hint"] = [stereo_hints(l, r, *hints) for _, l, r in self.images]
         if teacher is not None:
-            from s3d.data.teacher import resize_labels
-
             labels = [teacher.labels(lp, rp) for _, lp, rp in pairs]
             self.maps["teacher"] = [tuple(resize_labels(m[None], l.shape[-2:])[0] for m in lr) for lr, (_, l, _) in zip(labels, self.images)]
         self.crop, self.train, self.jitter = tuple(crop), train, jitter
@@ -170,8 +125,6 @@ class StereoPairsDataModule(pl.LightningDataModule):
     def teacher_labels(self):
         if not self.teacher:
             return None
-        from s3d.data.teacher import LabelSettings, TeacherLabels
-
         settings = {k: v for k, v in self.teacher.items() if k in ("max_width", "min_size", "tolerance")}
         return TeacherLabels(self.teacher["weights"], self.teacher["cache_dir"], LabelSettings(**settings))
 

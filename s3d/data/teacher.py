@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.image import read_image
 from s3d.io.weights import file_sha256
 
 log = logging.getLogger(__name__)
@@ -135,14 +136,12 @@ class TeacherLabels:
         return self._net
 
     def labels(self, left: Path, right: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        from s3d.data.pairs import load_image
-
         path = self.cache_dir / f"{label_key(left, right, self.weights_sha256, self.settings)}.safetensors"
         if path.is_file():
             self.reused += 1
             state = load_file(str(path))
             return state["left"].float(), state["right"].float()
-        l, r = load_image(left)[None], load_image(right)[None]
+        l, r = read_image(left)[None], read_image(right)[None]
         if l.shape != r.shape:
             raise S3DError(left, f"eyes differ in size: {tuple(l.shape[1:])} and {tuple(r.shape[1:])}")
         label_left, label_right = teacher_labels(self.net(), l, r, self.settings)
@@ -160,11 +159,11 @@ class TeacherLabels:
 def main(argv: list[str] | None = None) -> int:
     """Label every pair under the given roots ahead of training (cached; a second run only reads)."""
     from s3d import cli
-    from s3d.data.pairs import find_pairs
+    from s3d.data.pair_files import find_pairs
     from s3d.models.psmnet import DEFAULT_WEIGHTS
 
     parser = argparse.ArgumentParser(prog="python -m s3d.data.teacher", description=main.__doc__)
-    parser.add_argument("roots", nargs="+", help="folders of stereo pairs (s3d.data.pairs.find_pairs layouts)")
+    parser.add_argument("roots", nargs="+", help="folders of stereo pairs (s3d.data.pair_files.find_pairs layouts)")
     parser.add_argument("--cache", required=True, help="label cache folder (the training config's data.teacher.cache_dir)")
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--exclude", nargs="*", default=[], help="pair names to leave out (the evaluation scenes)")

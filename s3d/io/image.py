@@ -21,9 +21,21 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).movedim(-3, -1).cpu()
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """A photo as ``(3, H, W)`` float in ``[0, 1]``, EXIF orientation applied (:func:`read_photo`)."""
-    return torch.from_numpy(read_photo(path)).permute(2, 0, 1).float() / 255
+def read_image(path: Path, width: int | None = None) -> torch.Tensor:
+    """A photo as ``(3, H, W)`` float in ``[0, 1]``, EXIF orientation applied (:func:`read_photo`); with
+    ``width``, resized to it (aspect kept, Lanczos)."""
+    rgb = read_photo(path)
+    if width and rgb.shape[1] != width:
+        img = Image.fromarray(rgb)
+        rgb = np.array(img.resize((width, round(img.height * width / img.width)), Image.LANCZOS))
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+
+
+def to_tensor(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``(B, H, W, 3) uint8 -> (B, 3, H, W) float`` in ``[0, 1]`` on ``device``."""
+    if device.type == "cuda" and not frames.is_pinned():
+        frames = frames.pin_memory()  # so the copy to the GPU is asynchronous
+    return frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
 
 
 def _heif_opener() -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ import av
 
 from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
+from s3d.io.matroska import add_projection
+from s3d.io.mp4box import PROJECTIONS, ST3D_MODES, add_stereo_box
+from s3d.io.video import EncoderSettings, VideoInfo, VideoWriter
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
@@ -122,3 +128,23 @@ class WorkFolder:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def join_segments(parts: list[Path], info: VideoInfo, out: Path, fmt: str, stereo_mode: str | None, overwrite: bool, projection: str | None = None) -> None:
+    """The output from the segments by packet copy, with the input's audio and subtitles; ``projection``
+    (``equirect_180`` for VR180) goes into an MP4's ``sv3d`` box."""
+    with atomic_output(out, overwrite) as tmp, av.open(str(parts[0])) as first:
+        template = first.streams.video[0]
+        with VideoWriter(tmp, fmt, info, template.width, template.height, EncoderSettings(), stereo_mode, template=template) as writer:
+            for part in parts:
+                with av.open(str(part)) as c:
+                    for packet in c.demux(c.streams.video[0]):
+                        if packet.size:
+                            writer.write_packet(packet)
+        if stereo_mode in ST3D_MODES and fmt in ("mp4", "mov"):  # st3d has no right-eye-first mode: cross-eyed MP4 goes by its name
+            add_stereo_box(tmp, stereo_mode, projection)  # PyAV cannot attach stereo side data: the boxes go in after muxing
+        if projection and fmt in ("matroska", "webm"):  # nor spherical side data: Matroska's Projection, likewise
+            try:
+                add_projection(tmp, PROJECTIONS[projection])
+            except S3DError as err:  # the file is whole without it: players still read the name's tokens
+                log.warning("%s: no Projection element written (%s)", out, err.problem)

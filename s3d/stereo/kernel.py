@@ -25,6 +25,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from s3d.io.image import to_tensor, to_uint8
+from s3d.stereo.warp import synthesize_view
+
 try:
     import numba
     from numba import njit, prange
@@ -328,10 +331,6 @@ def _num_threads(threads: int | None) -> Iterator[None]:
 
 def _reference(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str) -> torch.Tensor:
     """The torch path the kernel reproduces: ``to_tensor`` -> ``synthesize_view`` -> ``to_uint8``."""
-    from s3d.io.image import to_uint8
-    from s3d.pipeline import to_tensor  # here, not at the top: s3d.pipeline imports s3d.stereo
-    from s3d.stereo.warp import synthesize_view
-
     image = to_tensor(frames, frames.device)
     return to_uint8(synthesize_view(image, disparity.to(image.dtype), direction=direction, mode=mode))
 

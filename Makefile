@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SAMPLE := samples/big_buck_bunny_432_433s_720p.webm
 
-.PHONY: install demo test test-all lint format weights vgg-weights bench app clean
+.PHONY: install demo test test-all lint format weights vgg-weights bench app clean wheelhouse gpu-check
 
 install: $(STAMP)
 
@@ -76,3 +76,14 @@ app: install
 
 bench: install
 	$(PY) -m s3d.bench $(ARGS)
+
+# The CUDA path on a machine with an NVIDIA GPU and PyTorch but no network (issue 25): scripts/gpu_check.sh
+# installs what is missing from wheelhouse/, which `make wheelhouse PYV=3.12` fills here with every package of
+# this venv but torch and its CUDA libraries, for the GPU machine's Python version.
+PYV ?= 3.11
+wheelhouse: install
+	$(PY) -m pip freeze --exclude-editable | grep -v -i -E '^(torch|torchvision|triton|nvidia-|cuda-)' > wheelhouse.txt
+	$(PY) -m pip download -q --no-deps --python-version $(PYV) --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any --only-binary=:all: -d wheelhouse -r wheelhouse.txt
+
+gpu-check:
+	bash scripts/gpu_check.sh wheelhouse

@@ -126,6 +126,8 @@ def depth_reuse(cfg: DictConfig, depth: DepthBackend | None) -> DepthReuse | Non
 
 def depth_backend(cfg: DictConfig, device: torch.device) -> DepthBackend:
     """The configured depth network with its inference engine and speed options, as conversion runs it."""
+    if cfg.depth.get("auto"):  # a caller that did not choose (convert() fetches first): what is here now
+        resolve_depth(cfg, fetch=False)
     backend = accelerate(build_depth(cfg.depth, device), device, cfg.precision, cfg.compile, cfg.channels_last, cfg.engine)
     announce(cfg.depth)
     return backend

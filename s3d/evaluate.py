@@ -33,7 +33,7 @@ from PIL import Image
 
 from s3d.config import compose
 from s3d.data.pairs import find_pairs
-from s3d.depth import accelerate
+from s3d.depth import accelerate, build_depth
 from s3d.depth.s3d_lite0 import S3DLite0Depth
 from s3d.errors import S3DError
 from s3d.export import load_model
@@ -160,8 +160,8 @@ def fit_knobs(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor, r
 
 
 def default_vertical_prior() -> float:
-    """The vertical prior weight of convert.py's default depth (``conf/depth/s3d_lite0.yaml``)."""
-    return float(compose("convert", []).depth.get("vertical_prior", 0.0))
+    """The vertical prior weight of the bundled model as convert.py runs it (``conf/depth/s3d_lite0.yaml``)."""
+    return float(compose("convert", ["depth=s3d_lite0"]).depth.get("vertical_prior", 0.0))
 
 
 def fitted_view(left: torch.Tensor, right: torch.Tensor, nearness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,6 +200,11 @@ def evaluate(cfg: DictConfig) -> dict:
                 backend = S3DLite0Depth(str(path), resolution=cfg.depth_resolution)
                 backend.vertical_prior = default_vertical_prior() if cfg.vertical_prior is None else float(cfg.vertical_prior)
                 nearness_of[name] = accelerate(backend.eval(), device, engine=cfg.engine)
+    if cfg.get("depth"):  # depth=NAME: that network as convert.py builds it here (depth=auto: never fetched by an evaluation)
+        from s3d.depth.auto import resolve_depth
+
+        resolve_depth(cfg, fetch=False)
+        nearness_of[f"depth {cfg.depth.name}"] = accelerate(build_depth(cfg.depth, device), device, engine=cfg.engine)
     teacher = None
     if cfg.teacher and not Path(cfg.teacher).is_file():
         log.warning("%s: no PSMNet weights (make weights teacher=psmnet): the teacher row is left out", cfg.teacher)
@@ -224,6 +229,9 @@ def evaluate(cfg: DictConfig) -> dict:
                     preds[f"{name}_dibr"] = (synthesize_view(left, disp, direction=1), disp)
             if name in nearness_of:
                 preds[f"{name}_fit"] = fitted_view(left, right, nearness_of[name](left))
+        for name, backend in nearness_of.items():
+            if name.startswith("depth "):
+                preds[f"{name.removeprefix('depth ')}_fit"] = fitted_view(left, right, backend(left))
         preds["yprior"] = fitted_view(left, right, vertical_prior(left))
         if teacher is not None:
             from s3d.data.teacher import LabelSettings, teacher_disparity

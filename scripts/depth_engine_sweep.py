@@ -49,7 +49,7 @@ def main() -> None:
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    cfg = compose("convert", [])
+    cfg = compose("convert", ["depth=s3d_lite0"])
     backend = build_depth(cfg.depth)
     frames = frames_of(clip, 24, 1)
     h, w = backend.working_size(*frames.shape[-2:])

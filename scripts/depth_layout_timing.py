@@ -18,7 +18,7 @@ from s3d.depth import accelerate, build_depth
 
 
 def main(rounds: int = 5) -> None:
-    cfg = compose("convert")
+    cfg = compose("convert", ["depth=s3d_lite0"])
     plain = accelerate(build_depth(cfg.depth), torch.device("cpu"), "fp32", channels_last=False)
     nhwc = accelerate(build_depth(cfg.depth), torch.device("cpu"), "fp32", channels_last=True)
     x = torch.rand(4, 3, 720, 1280)

@@ -35,7 +35,7 @@ LABELS = LabelSettings(max_width=448)  # the teacher at most 448 px wide: a few 
 def tuning_pairs(shared: Path) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """``(name, left, right)`` of the held-out training-allowed pairs, ``(1, 3, H, W)`` in ``[0, 1]``."""
     out = [(n, load_rgb(lp), load_rgb(rp)) for root in ("sid_mini", "middlebury2021_skiboots3") for n, lp, rp in find_pairs(shared / "stereo_pairs" / root)]
-    cfg = compose("convert", [])
+    cfg = compose("convert", ["depth=s3d_lite0"])
     for photo in sorted((shared / "stereo_photos").iterdir()):
         eyes = stereo_photo_eyes(cfg, photo)
         if eyes is not None:
@@ -45,7 +45,7 @@ def tuning_pairs(shared: Path) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
 
 def main(out: Path | None) -> None:
     teacher = load_psmnet()
-    depth = build_depth(compose("convert", []).depth).eval()
+    depth = build_depth(compose("convert", ["depth=s3d_lite0"]).depth).eval()
     per_pair, start = {}, time.time()
     with torch.inference_mode():
         for name, left, right in tuning_pairs(PROJECT_ROOT.parent / "shared" / "data"):

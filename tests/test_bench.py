@@ -38,6 +38,7 @@ def test_bench_writes_every_figure(tmp_path: Path):
             "network_sizes=[[32,64]]",
             f"output={out}",
             f"quality_pair={pair}",
+            "depth_compare_rounds=1",
         ],
     )
     results = run(cfg)
@@ -57,6 +58,9 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
     assert {k.split()[0] for k in saved["depth_seconds_per_frame"]} == {"s3d_lite0", "densedepth", "depth_anything_v2_small"}
     assert saved["engine"] == "torch"  # the default engine; the bench builds depth as convert.py does
+    c = saved["depth_compare"]  # depth=auto (Depth Anything V2 Small, random weights here) against s3d_lite0, same clip, same run
+    assert c["clip"] == "clip_first0.25s.mkv" and c["default_weights"] == "random (same cost)"
+    assert c["default_vs_s3d_lite0"] == pytest.approx(c["e2e_fps"]["default"] / c["e2e_fps"]["s3d_lite0"]) and c["default_vs_s3d_lite0"] > 0
     q = saved["view_quality"]
     # the real right eye is the left one shifted: the fitted knobs (screen plane) recover it, the raw conversion does not
     assert q["pair"] == "pair" and q["fitted_gain_db"] > -0.2 and q["converted_psnr"] < 30 and 0.3 < q["converted_sharpness"] < 1.5
@@ -88,3 +92,22 @@ def test_random_weight_backends_need_no_weights_file(backend):
     with torch.inference_mode():
         near = depth(torch.rand(2, 3, 64, 96))
     assert near.shape == (2, 1, 64, 96) and torch.isfinite(near).all()
+
+
+@pytest.mark.slow
+def test_the_gpu_measurement_script_runs_on_any_device(tmp_path: Path):
+    """scripts/gpu_bench.py --smoke: issue 25's measurement end to end on tiny clips (here on the CPU)."""
+    import subprocess
+    import sys
+
+    from s3d.config import PROJECT_ROOT
+
+    out = tmp_path / "cuda.json"
+    r = subprocess.run(
+        [sys.executable, "scripts/gpu_bench.py", "--smoke", "--out", str(out)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    assert set(saved["clips"]) == {"clip_1080p.mkv", "clip_4K.mkv"} and saved["depth_keyframe_interval"] >= 1
+    assert all(v > 0 for v in saved["sweep"]["e2e_fps"].values()) and all(v > 0 for v in saved["sweep"]["depth_stage_fps"].values())
+    assert all("goal_depth_stage_150fps" in c for c in saved["clips"].values())

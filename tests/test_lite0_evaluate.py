@@ -138,6 +138,11 @@ def test_evaluate_end_to_end(tmp_path: Path):
     assert {"spearman", "absrel"} <= set(saved["mean"]["s3d_lite0"]) and "spearman" not in saved["mean"]["identity"]
     assert Image.open(tmp_path / "img" / "seed" / "scene.png").size == (80, 48)
     assert result["mean"] == saved["mean"]
+    with_depth = evaluate(
+        compose("evaluate", [f"pairs={tmp_path / 'pairs'}", "models.s3d_lite0=null", "models.seed=null", "teacher=null", "depth=tiny_random"])
+    )
+    assert set(with_depth["fit"]) == {"tiny_random_fit", "yprior"}  # depth=NAME: that network's nearness, fitted
+    assert "spearman" in with_depth["mean"]["tiny_random_fit"]
 
 
 def test_fitted_knobs_recover_strength_and_screen_plane():

@@ -8,14 +8,17 @@ import torch
 from conftest import make_video
 
 from s3d.config import compose
-from s3d.convert import convert
+from s3d.convert import convert, depth_backend
 from s3d.depth import accelerate, build_depth
 from s3d.errors import S3DError
 from s3d.pipeline import StereoPipeline, StereoSettings
 from s3d.stereo.kernel import HAVE_NUMBA
 from s3d.stereo.temporal import TemporalSmoother
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+def cuda(test):
+    """A CUDA test: selected by ``pytest -m cuda`` (scripts/gpu_check.sh), skipped without a GPU."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))
 
 
 def _depth():
@@ -89,6 +92,39 @@ def test_cuda_fp16_compile_pinned(tmp_path):
     convert(compose("convert", [f"input={clip}", f"output={out}", "depth=tiny_random", "quiet=true", "device=cuda", "precision=fp16", "compile=true"]))
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 6
+
+
+@cuda
+def test_cuda_keeps_depth_anything_at_518_in_fp16_on_every_frame(tmp_path):
+    from s3d.depth.depth_anything import write_random_weights
+    from s3d.pipeline import select_device
+
+    weights = write_random_weights(tmp_path / "da.safetensors")
+    cfg = compose("convert", ["depth=depth_anything_v2_small", f"depth.weights={weights}", "device=cuda"])
+    depth = depth_backend(cfg, select_device(cfg.device))
+    assert depth.resolution == 518 and depth.keyframe_interval == 1 and depth.autocast_dtype == torch.float16
+    clip = make_video(tmp_path / "c.mp4", width=640, height=360, frames=8)
+    out = tmp_path / "o.mkv"
+    convert(compose("convert", [f"input={clip}", f"output={out}", f"depth.prefer.weights={weights}", "quiet=true", "device=cuda", "batch_size=4"]))
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8
+
+
+def test_on_the_cpu_depth_anything_runs_at_its_cpu_settings(tmp_path):
+    from s3d.depth.base import cpu_has_bf16
+    from s3d.depth.depth_anything import write_random_weights
+
+    weights = write_random_weights(tmp_path / "da.safetensors")
+    cfg = compose("convert", ["depth=depth_anything_v2_small", f"depth.weights={weights}"])
+    depth = depth_backend(cfg, torch.device("cpu"))
+    assert depth.resolution == 266 and depth.keyframe_interval == 2
+    assert depth.autocast_dtype == (torch.bfloat16 if cpu_has_bf16() else None)  # bf16 only where the CPU has it natively
+    lite0 = depth_backend(compose("convert", ["depth=s3d_lite0"]), torch.device("cpu"))
+    assert lite0.resolution == 256 and lite0.keyframe_interval == 1 and lite0.autocast_dtype is None
+    assert (
+        depth_backend(compose("convert", ["depth=depth_anything_v2_small", f"depth.weights={weights}", "precision=fp32"]), torch.device("cpu")).autocast_dtype
+        is None
+    )
 
 
 @cuda

@@ -162,13 +162,14 @@ def test_ffprobe_reads_the_vr180_projection(tmp_path: Path, fmt: str):
 
 def test_a_matroska_file_without_room_for_the_projection_is_still_written(tmp_path: Path, monkeypatch, caplog):
     import s3d.convert as convert_module
+    import s3d.io.segments as segments_module
     from s3d.config import compose
     from s3d.errors import S3DError
 
     def no_room(path, bounds):
         raise S3DError(path, "no reserved space before the Tracks element")
 
-    monkeypatch.setattr(convert_module, "add_projection", no_room)
+    monkeypatch.setattr(segments_module, "add_projection", no_room)
     src = make_video(tmp_path / "c.mp4", width=64, height=48, frames=3)
     out = convert_module.convert(compose("convert", [f"input={src}", "layout=vr180", "vr180.canvas=64", "depth=tiny_random", "quiet=true"]))[0]
     with av.open(str(out)) as c:

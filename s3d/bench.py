@@ -45,8 +45,9 @@ from s3d.io.image import to_uint8
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
 from s3d.pipeline import INTERPOLATIONS, StereoPipeline, StereoSettings, select_device, to_tensor
 from s3d.stereo import nearness_to_disparity
-from s3d.stereo.kernel import warm_up
+from s3d.stereo.kernel import synthesize_view_uint8, warm_up
 from s3d.stereo.temporal import DepthReuse
+from s3d.stereo.warp import FILLS, forward_disparity
 
 STAGES = ("decode", "depth", "synth", "encode")
 
@@ -141,7 +142,23 @@ def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int
         d = torch.cat(disparities)
         result[name] = float((d[1:] - d[:-1]).abs().mean())
     result["smoothing"], result["reuse_threshold"] = smoothing, reuse
+    result["fill"] = fill_flicker(frames, d.cpu(), settings)  # the last run's disparity: as convert.py makes it
     return result
+
+
+def fill_flicker(frames: np.ndarray, disparity: torch.Tensor, settings: StereoSettings) -> dict[str, float]:
+    """Per fill: the mean change (0-255) between consecutive frames of the rendered eye's pixels that are
+    disoccluded in both (what a still shot shows as a shimmering edge). ``frames (N, H, W, 3) uint8``,
+    ``disparity (N, 1, H, W)`` px of the left view."""
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    _, valid = forward_disparity(disparity, 1)
+    both = (~valid[1:] & ~valid[:-1])[:, 0]
+    out = {}
+    for fill in FILLS:
+        eye = synthesize_view_uint8(x, disparity, 1, settings.interpolation, fill=fill).float()
+        change = (eye[1:] - eye[:-1]).abs().mean(-1)
+        out[fill] = float(change[both].mean()) if bool(both.any()) else 0.0
+    return out
 
 
 def e2e_worker(clip: str, out: str, overrides: list[str]) -> None:
@@ -270,6 +287,11 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
         for other in INTERPOLATIONS:
             if other not in by_interpolation:
                 by_interpolation[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, interpolation=other))[1])
+        by_fill = {settings.fill: fps["synth"]}
+        for other in FILLS:
+            if other not in by_fill:
+                by_fill[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, fill=other))[1])
+        by_interpolation = {**by_interpolation, **{f"fill={k}": v for k, v in by_fill.items()}}
     ph, pw = packed.shape[1:3]
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -468,6 +490,11 @@ def format_table(results: dict) -> str:
         )
     lines.append("")
     for name, r in results["clips"].items():
+        if "fill" in r["flicker"]:
+            lines.append(
+                f"{name}: fill flicker (mean change of the disoccluded pixels, 0-255): " + ", ".join(f"{k} {v:.2f}" for k, v in r["flicker"]["fill"].items())
+            )
+    for name, r in results["clips"].items():
         if "stage_cpu_ms_per_frame" in r:
             lines.append(f"{name}: CPU ms/frame by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_cpu_ms_per_frame"].items()))
     if "view_quality" in results:
@@ -484,7 +511,7 @@ def format_table(results: dict) -> str:
             f"{c['e2e_fps']['default']:.2f} vs {c['e2e_fps']['s3d_lite0']:.2f} fps = {c['default_vs_s3d_lite0']:.2f} (default weights: {c['default_weights']})"
         )
     for name, r in results["clips"].items():
-        lines.append(f"{name}: synth fps by interpolation: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
+        lines.append(f"{name}: synth fps by interpolation and fill: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
     lines += [f"{k}: {v:.3f} s/frame" for k, v in results["depth_seconds_per_frame"].items()]
     return "\n".join(lines)
 

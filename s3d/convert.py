@@ -95,6 +95,7 @@ def stereo_settings(cfg: DictConfig) -> StereoSettings:
             int(cfg.comfort.edge_dilation),
             int(cfg.vr180.canvas),
             float(cfg.vr180.screen_degrees),
+            cfg.fill,
         )
     except ValueError as err:  # a mistyped option is one line, before any work
         raise S3DError(None, str(err)) from None

@@ -43,9 +43,12 @@ from s3d.losses import ssim
 from s3d.models.common import ViewModel
 from s3d.models.lite0 import Lite0WarpNet
 from s3d.stereo import synthesize_view
+from s3d.stereo.kernel import synthesize_view_uint8
+from s3d.stereo.warp import forward_disparity
 
 log = logging.getLogger(__name__)
-METRICS = ("psnr", "ssim", "mae", "sharpness", "spearman", "absrel")
+METRICS = ("psnr", "ssim", "mae", "sharpness", "spearman", "absrel", "psnr_holes", "psnr_band", "siou", "holes")
+BAND = 4  # px either side of a disocclusion along the row: the pixels beside the holes a fill also touches
 FIT_WIDTH = 320  # the knobs are searched at this width (the oracle's fit, not the reported image), then applied at full size
 
 
@@ -79,6 +82,47 @@ def image_metrics(pred: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
         "mae": float((pred - real).abs().mean() * 255),
         "sharpness": gradient_energy(pred) / max(gradient_energy(real), 1e-12),
     }
+
+
+def disocclusions(disparity: torch.Tensor, band: int = BAND) -> tuple[torch.Tensor, torch.Tensor]:
+    """The right eye's pixels no left-eye pixel lands on when warped by ``disparity`` (the left view's, px), and
+    the valid pixels within ``band`` px of them along the row: ``(B, 1, H, W) -> (holes, band)``, both bool."""
+    _, valid = forward_disparity(disparity, 1)
+    holes = ~valid
+    near = F.max_pool2d(holes.float(), (1, 2 * band + 1), stride=1, padding=(0, band)) > 0
+    return holes, near & valid
+
+
+def masked_psnr(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR (dB, peak 1) over the pixels of ``mask (B, 1, H, W)`` only; NaN for an empty mask."""
+    if not bool(mask.any()):
+        return float("nan")
+    mse = ((pred.clamp(0, 1) - real) ** 2).mean(1, keepdim=True)[mask].mean()
+    return float(10 * torch.log10(1 / mse.clamp(min=1e-10)))
+
+
+def siou(pred: torch.Tensor, real: torch.Tensor, left: torch.Tensor, levels: float = 5.0) -> float:
+    """Mono2Stereo's stereo IoU (CVPR 2025): 0.75 x IoU of the Canny edges of the predicted and the real eye +
+    0.25 x IoU of the pixels that differ from the left eye by more than ``levels`` (of 255) in any channel.
+    Canny: kornia's, on grey [0, 1] images, thresholds 0.1 / 0.2. ``(1, 3, H, W)`` x 3 -> a number."""
+
+    def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+        union = (a | b).sum()
+        return float((a & b).sum() / union) if union else 1.0
+
+    edges = [kornia.filters.canny(kornia.color.rgb_to_grayscale(x.clamp(0, 1)))[1] > 0 for x in (pred, real)]
+    changed = [((x.clamp(0, 1) - left).abs() * 255 > levels).any(1) for x in (pred, real)]
+    return 0.75 * iou(*edges) + 0.25 * iou(*changed)
+
+
+def fill_metrics(pred: torch.Tensor, real: torch.Tensor, left: torch.Tensor, disparity: torch.Tensor) -> dict[str, float]:
+    """A rendered right eye against the real one, given the disparity that rendered it: the whole eye
+    (:func:`image_metrics`), the disoccluded pixels and the band beside them (PSNR), SIoU and the holes' share."""
+    holes, band = disocclusions(disparity)
+    m = image_metrics(pred, real)
+    m.update(psnr_holes=masked_psnr(pred, real, holes), psnr_band=masked_psnr(pred, real, band), siou=siou(pred, real, left))
+    m["holes"] = float(holes.float().mean())
+    return m
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -233,10 +277,15 @@ def evaluate(cfg: DictConfig) -> dict:
             if name.startswith("depth "):
                 preds[f"{name.removeprefix('depth ')}_fit"] = fitted_view(left, right, backend(left))
         preds["yprior"] = fitted_view(left, right, vertical_prior(left))
+        fills = {}
         if teacher is not None:
             from s3d.data.teacher import LabelSettings, teacher_disparity
 
-            preds["teacher"] = fitted_view(left, right, robust_nearness(teacher_disparity(teacher, left, right, LabelSettings())))
+            d_teacher = teacher_disparity(teacher, left, right, LabelSettings())
+            preds["teacher"] = fitted_view(left, right, robust_nearness(d_teacher))
+            for fill in cfg.fills:  # the conversion's own eye (the CPU kernel) from the teacher's disparity exactly: only the rendering differs
+                eye = synthesize_view_uint8(to_uint8(left), d_teacher, 1, "bicubic", fill=fill).permute(0, 3, 1, 2).float() / 255
+                fills[f"fill_{fill}"] = fill_metrics(eye, right, left, d_teacher)
         per_pair[pair] = {}
         for name, (pred, disp) in preds.items():
             m = image_metrics(pred, right)
@@ -247,10 +296,12 @@ def evaluate(cfg: DictConfig) -> dict:
             per_pair[pair][name] = m
             if cfg.save_images:
                 _save_png(Path(cfg.save_images) / name / f"{pair}.png", pred)
+        per_pair[pair].update(fills)
         log.info("%s: best shift %d px; %s", pair, s, ", ".join(f"{n} psnr {v['psnr']:.2f}" for n, v in per_pair[pair].items()))
     names = list(next(iter(per_pair.values())))
     mean = {
-        n: {k: float(np.mean([p[n][k] for p in per_pair.values() if k in p[n]])) for k in METRICS if any(k in p[n] for p in per_pair.values())} for n in names
+        n: {k: float(np.nanmean([p[n][k] for p in per_pair.values() if k in p[n]])) for k in METRICS if any(k in p[n] for p in per_pair.values())}
+        for n in names
     }
     result = {"mean": mean, "fit": fit_summary(per_pair), "pairs": per_pair, "pairs_root": roots, "work_width": cfg.work_width}
     if cfg.output:

@@ -13,12 +13,14 @@ from s3d.errors import S3DError
 from s3d.io.video import CONTAINER_FORMAT
 from s3d.layout import ANAGLYPH_METHODS, LAYOUTS
 from s3d.pipeline import EYES, INTERPOLATIONS
+from s3d.stereo.warp import FILLS
 
 # option -> the values it takes (a tuple of choices)
 CHOICES = {
     "layout": LAYOUTS,
     "eye": EYES,
     "interpolation": INTERPOLATIONS,
+    "fill": FILLS,
     "anaglyph.method": tuple(ANAGLYPH_METHODS),
     "engine": ENGINES,
     "precision": ("auto", *PRECISIONS),

@@ -16,6 +16,7 @@ from s3d.stereo import nearness_to_disparity, synthesize_view
 from s3d.stereo.comfort import AutoConvergence, shape_nearness
 from s3d.stereo.kernel import synthesize_view_uint8
 from s3d.stereo.temporal import DepthReuse, TemporalSmoother
+from s3d.stereo.warp import DEFAULT_FILL, FILLS
 
 EYES = ("left", "right", "center")
 INTERPOLATIONS = ("bicubic", "bilinear")
@@ -33,12 +34,15 @@ class StereoSettings:
     edge_dilation: int = 0  # comfort: grow the near side of depth edges by this many pixels
     vr180_canvas: int = 0  # layout=vr180: each eye's canvas side in pixels (0 = keep the frame's pixel density)
     vr180_screen_degrees: float = 90.0  # layout=vr180: how wide the flat screen looks
+    fill: str = DEFAULT_FILL  # disocclusions: s3d.stereo.warp.FILLS (smooth, stretch, mirror)
 
     def __post_init__(self):
         if self.eye not in EYES:
             raise ValueError(f"eye must be one of {', '.join(EYES)}, got '{self.eye}'")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{self.interpolation}'")
+        if self.fill not in FILLS:
+            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got '{self.fill}'")
 
 
 def select_device(name: str) -> torch.device:
@@ -59,12 +63,12 @@ def pad_even(images: torch.Tensor) -> torch.Tensor:
 def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """``image (B, 3, H, W)``, ``nearness (B, 1, H, W)`` -> ``(left, right)``, each ``(B, 3, H, W)``."""
     d = nearness_to_disparity(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image.shape[-1], s.divergence, s.convergence)
-    mode = s.interpolation
+    mode, fill = s.interpolation, s.fill
     if s.eye == "left":
-        return image, synthesize_view(image, d, direction=1, mode=mode)
+        return image, synthesize_view(image, d, direction=1, mode=mode, fill=fill)
     if s.eye == "right":
-        return synthesize_view(image, d, direction=-1, mode=mode), image
-    return synthesize_view(image, d / 2, direction=-1, mode=mode), synthesize_view(image, d / 2, direction=1, mode=mode)
+        return synthesize_view(image, d, direction=-1, mode=mode, fill=fill), image
+    return synthesize_view(image, d / 2, direction=-1, mode=mode, fill=fill), synthesize_view(image, d / 2, direction=1, mode=mode, fill=fill)
 
 
 def uint8_shortcut(s: StereoSettings, h: int, w: int, even: bool) -> bool:
@@ -84,7 +88,7 @@ def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.T
         raise ValueError(f"the other eye of eye={s.eye}: needs eye=left or eye=right")
     if image.device.type == "cpu":
         d = nearness_to_disparity(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image.shape[-1], s.divergence, s.convergence)
-        return synthesize_view_uint8(frames, d, 1 if s.eye == "left" else -1, s.interpolation, threads)
+        return synthesize_view_uint8(frames, d, 1 if s.eye == "left" else -1, s.interpolation, threads, s.fill)
     left, right = make_eyes(image, nearness, s)
     return to_uint8(right if s.eye == "left" else left)
 

@@ -50,11 +50,13 @@ def test_bench_writes_every_figure(tmp_path: Path):
     assert r["slowest_stage"] in r["stage_fps"] and r["e2e_vs_slowest_stage"] > 0
     assert set(r["stage_cpu_ms_per_frame"]) == set(r["stage_fps"]) and all(v > 0 for v in r["stage_cpu_ms_per_frame"].values())
     assert r["e2e_cpu_ms_per_frame"] > 0 and (r["ffmpeg_cpu_ms_per_frame"] is None) == (shutil.which("ffmpeg") is None)
-    assert set(r["synth_fps_by_interpolation"]) == {"bicubic", "bilinear"} and r["synth_fps_by_interpolation"]["bilinear"] > 0
+    assert set(r["synth_fps_by_interpolation"]) == {"bicubic", "bilinear", "fill=smooth", "fill=stretch", "fill=mirror"}
+    assert all(v > 0 for v in r["synth_fps_by_interpolation"].values())
     assert (r["ffmpeg_fps"] is None) == (shutil.which("ffmpeg") is None)
     assert r["e2e_vs_ffmpeg"] is None if r["ffmpeg_fps"] is None else r["e2e_vs_ffmpeg"] == pytest.approx(r["e2e_fps"] / r["ffmpeg_fps"])
     assert r["synth_vs_e2e"] == pytest.approx(r["stage_fps"]["synth"] / r["e2e_fps"])
     assert 0 < r["flicker"]["on"] < r["flicker"]["off"]  # the synthetic clip moves; smoothing must calm it
+    assert set(r["flicker"]["fill"]) == {"smooth", "mirror", "stretch"} and all(v >= 0 for v in r["flicker"]["fill"].values())
     assert saved["clips"]["clip_first0.25s.mkv"]["frames"] < 12
     assert {k.split()[0] for k in saved["depth_seconds_per_frame"]} == {"s3d_lite0", "densedepth", "depth_anything_v2_small"}
     assert saved["engine"] == "torch"  # the default engine; the bench builds depth as convert.py does

@@ -15,7 +15,7 @@ from s3d.io.image import to_uint8
 from s3d.pipeline import to_tensor
 from s3d.stereo import kernel
 from s3d.stereo.fill import background_source_index
-from s3d.stereo.warp import forward_disparity, sample_rows, synthesize_view
+from s3d.stereo.warp import FILLS, forward_disparity, sample_rows, synthesize_view
 
 CPU = torch.device("cpu")
 
@@ -168,6 +168,23 @@ def test_bytes_match_reference(k, mode, direction, b, h, w, textured):
     frames, d = scene(b, h, w, seed=h + w, textured=textured)
     d = edge_rows(d, seed=w)
     assert_bytes_match(k.synthesize_view_uint8(frames, d, direction, mode), reference(frames, d, direction, mode))
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_every_fill_matches_its_reference_and_they_differ_only_in_the_holes(k, direction, mode):
+    frames, d = scene(2, 33, 128, seed=9, textured=True)
+    eyes = {fill: k.synthesize_view_uint8(frames, d, direction, mode, fill=fill) for fill in FILLS}
+    for fill, eye in eyes.items():
+        assert_bytes_match(eye, kernel._reference(frames, d, direction, mode, fill))
+    _, valid = forward_disparity(d, direction)
+    holes = ~valid[:, 0, :, :, None].expand_as(eyes["mirror"])
+    for fill in ("stretch", "smooth"):  # only the holes differ
+        assert torch.equal(eyes[fill][~holes], eyes["mirror"][~holes]) and not torch.equal(eyes[fill][holes], eyes["mirror"][holes])
+    vertical = {f: float((eyes[f][:, 1:].int() - eyes[f][:, :-1].int()).abs()[holes[:, 1:] & holes[:, :-1]].float().mean()) for f in FILLS}
+    assert vertical["smooth"] < 0.7 * vertical["stretch"]  # fewer streaks: the rows of a hole agree more
+    with pytest.raises(ValueError, match="fill must be one of smooth, stretch, mirror"):
+        k.synthesize_view_uint8(frames, d, direction, "bicubic", fill="smear")
 
 
 @pytest.mark.parametrize("mode", ["bicubic", "bilinear"])

@@ -116,3 +116,17 @@ def test_bicubic_keeps_a_half_pixel_shift_sharp():
     whole = torch.full((1, 1, 16, 64), 3.0)
     for mode in ("bilinear", "bicubic"):  # whole-pixel shifts read the source exactly either way
         assert torch.allclose(synthesize_view(img, whole, mode=mode)[..., :-6], img[..., 3:-3], atol=1e-5)
+
+
+def test_smooth_holes_averages_each_hole_column_over_rows_and_keeps_the_rest():
+    from s3d.stereo.warp import smooth_holes
+
+    image = torch.arange(5.0).view(1, 1, 5, 1).expand(1, 1, 5, 2).clone()  # rows 0..4, two columns
+    holes = torch.zeros(1, 1, 5, 2, dtype=torch.bool)
+    holes[..., 1:4, 0] = True  # rows 1-3 of column 0 are a hole
+    out = smooth_holes(image, holes, 1)
+    assert out[0, 0, :, 0].tolist() == [0.0, 1.5, 2.0, 2.5, 4.0]  # row 1: (1 + 2) / 2; row 2: (1 + 2 + 3) / 3; row 3: (2 + 3) / 2
+    assert torch.equal(out[..., 1], image[..., 1]) and torch.equal(smooth_holes(image, holes, 0), image)
+    edge = torch.zeros(1, 1, 3, 1, dtype=torch.bool)
+    edge[..., 0, 0] = True  # a hole in the top row: the frame's edge row repeats (counted again), as the kernel does
+    assert smooth_holes(torch.tensor([[[[6.0], [0.0], [0.0]]]]), edge, 2)[0, 0, 0, 0] == 6.0

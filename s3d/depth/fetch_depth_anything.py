@@ -169,16 +169,20 @@ def hub_url(variant: str = "small") -> str:
 
 def _reason(err: BaseException) -> str:
     """The cause of a failed Hub request, in a few words: the Hub client's errors come with a chain of causes and several lines."""
-    import httpx2
     from huggingface_hub.errors import FileMetadataError, HfHubHTTPError, OfflineModeIsEnabled
+
+    try:  # the HTTP library huggingface_hub 2.x uses; 1.x used httpx
+        import httpx2 as http
+    except ImportError:
+        import httpx as http
 
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, OfflineModeIsEnabled):
             return "offline (HF_HUB_OFFLINE=1)"
-        if isinstance(seen, httpx2.TimeoutException):
+        if isinstance(seen, http.TimeoutException):
             return f"no answer within {HUB_TIMEOUT:g} s"
-        if isinstance(seen, httpx2.ConnectError):
+        if isinstance(seen, http.ConnectError):
             return "cannot connect"
         if isinstance(seen, HfHubHTTPError) and seen.response is not None:
             return f"HTTP {seen.response.status_code}"

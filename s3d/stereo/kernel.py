@@ -2,7 +2,7 @@
 
 :func:`s3d.stereo.warp.synthesize_view` is the reference: splat the source-view disparity into the target
 view (:func:`~s3d.stereo.warp.forward_disparity`), pick for each pixel the column it reads
-(:func:`~s3d.stereo.fill.background_source_index`, mirrored, tolerance 0.5 px), read the source there
+(:func:`~s3d.stereo.fill.background_source_index`, stretched or mirrored, tolerance 0.5 px), read the source there
 (:func:`~s3d.stereo.warp.sample_rows`). On the CPU that is a dozen full-frame tensors per batch, plus the
 uint8 -> float -> uint8 conversions around it. :func:`synthesize_view_uint8` does the three steps per row,
 its scratch in cache, from ``(B, H, W, 3) uint8`` to ``(B, H, W, 3) uint8``.
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from s3d.io.image import to_tensor, to_uint8
-from s3d.stereo.warp import synthesize_view
+from s3d.stereo.warp import DEFAULT_FILL, FILLS, SMOOTH_ROWS, synthesize_view
 
 try:
     import numba
@@ -107,8 +107,8 @@ def splat_row(disparity: np.ndarray, direction: int, target: np.ndarray, valid: 
 
 
 @njit(cache=True, fastmath=False)
-def fill_columns(target: np.ndarray, valid: np.ndarray, tolerance: float, column: np.ndarray) -> None:
-    """One row of :func:`~s3d.stereo.fill.background_source_index` with ``mirror=True``, in place.
+def fill_columns(target: np.ndarray, valid: np.ndarray, tolerance: float, column: np.ndarray, mirror: bool = True) -> None:
+    """One row of :func:`~s3d.stereo.fill.background_source_index`, in place.
 
     ``target (W,) float32``, ``valid (W,) bool`` -> ``column (W,) int64``: the column each pixel reads its
     disparity and colour from. A row with no valid pixel keeps its own columns.
@@ -133,7 +133,7 @@ def fill_columns(target: np.ndarray, valid: np.ndarray, tolerance: float, column
         take_left = left >= 0 and (right < 0 or target[left] <= target[right])  # ties go left, as the reference
         src = left if take_left else right
         reflected = 2 * src - j + 1 if take_left else 2 * src - j - 1
-        if 0 <= reflected < w and valid[reflected] and target[reflected] <= target[src] + tol:
+        if mirror and 0 <= reflected < w and valid[reflected] and target[reflected] <= target[src] + tol:
             src = reflected
         column[j] = src
 
@@ -194,8 +194,9 @@ def _cubic_tap_row(image, r, a, b, c, d, ch, c0, c1, c2, c3, unit) -> np.float32
 
 
 @njit(cache=True, fastmath=False)
-def _read_bicubic_row(image, y, target, column, shift, unit, out) -> None:
-    """Row ``y`` of the target view from ``image (H, W, 3) uint8`` -> ``out (W, 3) uint8``, bicubic, border."""
+def _read_bicubic_row(image, y, target, column, shift, unit, out, valid, keep, kept) -> None:
+    """Row ``y`` of the target view from ``image (H, W, 3) uint8`` -> ``out (W, 3) uint8``, bicubic, border;
+    with ``keep``, the float value of each hole pixel (``valid`` false) also goes to ``kept (W, 3) float32``."""
     h, w = image.shape[0], image.shape[1]
     iy = _unnormalize(h, np.float32(y))
     y0 = np.floor(iy)
@@ -218,32 +219,37 @@ def _read_bicubic_row(image, y, target, column, shift, unit, out) -> None:
         # clamp in float first so a huge position never overflows the integer conversion
         left = int(min(max(x0, np.float32(-2)), np.float32(w + 1)))
         a, b, c, d = _clamp_index(left - 1, w), _clamp_index(left, w), _clamp_index(left + 1, w), _clamp_index(left + 2, w)
+        hole = keep and not valid[j]
         for ch in range(3):
             v = _cubic_tap_row(image, main, a, b, c, d, ch, c0, c1, c2, c3, unit)
             if one_row:
                 out[j, ch] = _to_byte(v)
+                if hole:
+                    kept[j, ch] = v
                 continue
             low, high = _to_byte(v - margin), _to_byte(v + margin)  # _to_byte is monotonic
-            if low == high:
+            if low == high and not hole:
                 out[j, ch] = low
                 continue
-            out[j, ch] = _to_byte(
-                _cubic_sum(
-                    cy0,
-                    cy1,
-                    cy2,
-                    cy3,
-                    _cubic_tap_row(image, r0, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                    _cubic_tap_row(image, r1, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                    _cubic_tap_row(image, r2, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                    _cubic_tap_row(image, r3, a, b, c, d, ch, c0, c1, c2, c3, unit),
-                )
+            v = _cubic_sum(
+                cy0,
+                cy1,
+                cy2,
+                cy3,
+                _cubic_tap_row(image, r0, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                _cubic_tap_row(image, r1, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                _cubic_tap_row(image, r2, a, b, c, d, ch, c0, c1, c2, c3, unit),
+                _cubic_tap_row(image, r3, a, b, c, d, ch, c0, c1, c2, c3, unit),
             )
+            out[j, ch] = _to_byte(v)
+            if hole:
+                kept[j, ch] = v
 
 
 @njit(cache=True, fastmath=False)
-def _read_bilinear_row(image, y, target, column, shift, unit, out) -> None:
-    """Row ``y`` of the target view from ``image (H, W, 3) uint8`` -> ``out (W, 3) uint8``, bilinear, border."""
+def _read_bilinear_row(image, y, target, column, shift, unit, out, valid, keep, kept) -> None:
+    """Row ``y`` of the target view from ``image (H, W, 3) uint8`` -> ``out (W, 3) uint8``, bilinear, border;
+    ``valid``, ``keep``, ``kept`` as :func:`_read_bicubic_row`'s."""
     h, w = image.shape[0], image.shape[1]
     iy = min(max(_unnormalize(h, np.float32(y)), _F0), np.float32(h - 1))
     yn = np.floor(iy)
@@ -268,15 +274,19 @@ def _read_bilinear_row(image, y, target, column, shift, unit, out) -> None:
                 sev = unit[image[north + 1, west + 1, ch]] if south_in and e_in else _F0
                 v = _fma(sev, se, _fma(sv, sw, v))
             out[j, ch] = _to_byte(v)
+            if keep and not valid[j]:
+                kept[j, ch] = v
 
 
 # ------------------------------------------------------------------------------------------- the batch
 
 
 @njit(parallel=True, cache=True, fastmath=False, nogil=True)  # nogil: decode and encode threads run meanwhile
-def synthesize_rows(frames, disparity, direction, bicubic, tolerance, unit, out) -> None:
+def synthesize_rows(frames, disparity, direction, bicubic, tolerance, unit, out, mirror, keep, holes, kept) -> None:
     """All rows, in parallel: ``frames (B, H, W, 3) uint8``, ``disparity (B, H, W) float32`` px in the source
-    view, ``unit (256,) float32`` (byte -> [0, 1]) -> ``out (B, H, W, 3) uint8``."""
+    view, ``unit (256,) float32`` (byte -> [0, 1]) -> ``out (B, H, W, 3) uint8``. With ``keep``, also the hole
+    mask ``holes (B, H, W) bool`` and the hole pixels' float values ``kept (B, H, W, 3) float32`` (for
+    :func:`smooth_rows`); without, those two may be any size."""
     b, h, w = frames.shape[0], frames.shape[1], frames.shape[2]
     shift = np.float32(direction)
     for row in prange(b * h):
@@ -285,17 +295,43 @@ def synthesize_rows(frames, disparity, direction, bicubic, tolerance, unit, out)
         valid = np.empty(w, np.bool_)
         column = np.empty(w, np.int64)
         splat_row(disparity[i, y], direction, target, valid)
-        fill_columns(target, valid, tolerance, column)
+        fill_columns(target, valid, tolerance, column, mirror)
+        kept_row = kept[i, y] if keep else kept[0, 0]
         if bicubic:
-            _read_bicubic_row(frames[i], y, target, column, shift, unit, out[i, y])
+            _read_bicubic_row(frames[i], y, target, column, shift, unit, out[i, y], valid, keep, kept_row)
         else:
-            _read_bilinear_row(frames[i], y, target, column, shift, unit, out[i, y])
+            _read_bilinear_row(frames[i], y, target, column, shift, unit, out[i, y], valid, keep, kept_row)
+        if keep:
+            for j in range(w):
+                holes[i, y, j] = not valid[j]
+
+
+@njit(parallel=True, cache=True, fastmath=False, nogil=True)
+def smooth_rows(holes, kept, rows, out) -> None:
+    """:func:`s3d.stereo.warp.smooth_holes` on the kernel's output: each hole pixel of ``out (B, H, W, 3) uint8``
+    becomes the mean of the float values ``kept`` of the hole pixels of its column within ``rows`` rows either
+    side (edge rows repeated), summed in row order."""
+    b, h, w = holes.shape[0], holes.shape[1], holes.shape[2]
+    for row in prange(b * h):
+        i, y = row // h, row % h
+        for j in range(w):
+            if not holes[i, y, j]:
+                continue
+            for ch in range(3):
+                total = _F0
+                count = _F0
+                for k in range(-rows, rows + 1):
+                    yy = min(max(y + k, 0), h - 1)
+                    if holes[i, yy, j]:
+                        total += kept[i, yy, j, ch]
+                        count += _F1
+                out[i, y, j, ch] = _to_byte(total / count)
 
 
 # --------------------------------------------------------------------------------------------- wrapper
 
 
-def _check(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str, threads: int | None) -> None:
+def _check(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str, threads: int | None, fill: str = DEFAULT_FILL) -> None:
     if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be a (B, H, W, 3) uint8 tensor, got {_describe(frames)}")
     b, h, w, _ = frames.shape
@@ -309,6 +345,8 @@ def _check(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: 
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be None or a positive int, got {threads!r}")
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got '{fill}'")
 
 
 def _describe(x: object) -> str:
@@ -329,30 +367,38 @@ def _num_threads(threads: int | None) -> Iterator[None]:
         numba.set_num_threads(before)
 
 
-def _reference(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str) -> torch.Tensor:
+def _reference(frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str, fill: str = DEFAULT_FILL) -> torch.Tensor:
     """The torch path the kernel reproduces: ``to_tensor`` -> ``synthesize_view`` -> ``to_uint8``."""
     image = to_tensor(frames, frames.device)
-    return to_uint8(synthesize_view(image, disparity.to(image.dtype), direction=direction, mode=mode))
+    return to_uint8(synthesize_view(image, disparity.to(image.dtype), direction=direction, mode=mode, fill=fill))
 
 
-def synthesize_view_uint8(frames: torch.Tensor, disparity: torch.Tensor, direction: int = 1, mode: str = "bicubic", threads: int | None = None) -> torch.Tensor:
+def synthesize_view_uint8(
+    frames: torch.Tensor, disparity: torch.Tensor, direction: int = 1, mode: str = "bicubic", threads: int | None = None, fill: str = DEFAULT_FILL
+) -> torch.Tensor:
     """Render the other eye straight from uint8 frames (see :func:`s3d.stereo.warp.synthesize_view`).
 
     ``frames (B, H, W, 3) uint8`` on the CPU, ``disparity (B, 1, H, W)`` float in pixels, in the source view
     ``-> (B, H, W, 3) uint8``. ``direction`` +1 makes the right eye from the left, -1 the left from the
     right; ``mode`` bicubic or bilinear; ``threads`` numba threads for this call (None: numba's current
-    setting). The first call compiles the kernel (seconds; cached in ``__pycache__`` for later processes).
+    setting); ``fill`` mirror or stretch (:data:`s3d.stereo.warp.FILLS`). The first call compiles the kernel (seconds; cached in ``__pycache__`` for later processes).
     Without numba this runs the torch reference, which it otherwise matches byte for byte (see the module).
     """
-    _check(frames, disparity, direction, mode, threads)
+    _check(frames, disparity, direction, mode, threads, fill)
     if not HAVE_NUMBA:
-        return _reference(frames, disparity, direction, mode)
+        return _reference(frames, disparity, direction, mode, fill)
     src = frames.detach().contiguous().numpy()  # views unless the input is strided
     d = disparity.detach()[:, 0].to(torch.float32).contiguous().numpy()
     out = torch.empty(frames.shape, dtype=torch.uint8)
     if out.numel():
         with _num_threads(threads):
-            synthesize_rows(src, d, direction, mode == "bicubic", TOLERANCE, _UNIT, out.numpy())
+            smooth = fill == "smooth"
+            b, h, w = d.shape
+            holes = np.empty((b, h, w) if smooth else (1, 1, 1), np.bool_)
+            kept = np.empty((b, h, w, 3) if smooth else (1, 1, 1, 3), np.float32)
+            synthesize_rows(src, d, direction, mode == "bicubic", TOLERANCE, _UNIT, out.numpy(), fill == "mirror", smooth, holes, kept)
+            if smooth and SMOOTH_ROWS:
+                smooth_rows(holes, kept, SMOOTH_ROWS, out.numpy())
     return out
 
 

@@ -1,0 +1,56 @@
+"""What evaluate.py measures of a fill (issue 24): the disoccluded pixels, the band beside them, SIoU."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from conftest import textured_frame
+
+from s3d.evaluate import disocclusions, fill_metrics, masked_psnr, siou
+from s3d.io.image import to_tensor
+from s3d.stereo.kernel import synthesize_view_uint8
+
+
+def _step(h: int = 8, w: int = 40, near: float = 6.0) -> torch.Tensor:
+    """Left-view disparity: background 0 px, a near block (columns 20-29) of ``near`` px."""
+    d = torch.zeros(1, 1, h, w)
+    d[..., 20:30] = near
+    return d
+
+
+def test_disocclusions_are_where_the_near_block_uncovers_background():
+    holes, band = disocclusions(_step(), band=2)
+    # the block lands 6 px to the left (14-23): right of it, columns 24-29 are seen by no left pixel
+    assert holes[0, 0, 0].nonzero().flatten().tolist() == [24, 25, 26, 27, 28, 29]
+    assert band[0, 0, 0].nonzero().flatten().tolist() == [22, 23, 30, 31]
+    assert not (holes & band).any()
+
+
+def test_masked_psnr_counts_only_the_mask():
+    real = torch.zeros(1, 3, 4, 4)
+    pred = real.clone()
+    pred[..., 0, 0] = 0.1  # one wrong pixel
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., 0, 0] = True
+    assert math.isclose(masked_psnr(pred, real, mask), 20.0, abs_tol=1e-4)  # mse 0.01
+    mask[..., 1, 1] = True
+    assert math.isclose(masked_psnr(pred, real, mask), 10 * math.log10(1 / 0.005), abs_tol=1e-4)
+    assert math.isnan(masked_psnr(pred, real, torch.zeros_like(mask)))
+
+
+def test_siou_is_one_for_the_real_eye_and_lower_for_a_wrong_one():
+    left = to_tensor(torch.from_numpy(textured_frame(48, 64))[None], torch.device("cpu"))
+    real = left.roll(-3, dims=-1)
+    assert siou(real, real, left) == 1.0
+    assert siou(left, real, left) < 0.8  # the left eye again: no pixel changed, edges 3 px off
+
+
+def test_fill_metrics_of_the_rendered_eye_name_every_figure():
+    frames = torch.from_numpy(textured_frame(24, 64))[None]
+    left = to_tensor(frames, torch.device("cpu"))
+    d = _step(24, 64)
+    eye = synthesize_view_uint8(frames, d, 1, "bicubic", fill="stretch").permute(0, 3, 1, 2).float() / 255
+    m = fill_metrics(eye, eye, left, d)
+    assert m["holes"] == 6 / 64 and m["psnr_holes"] > 90  # the real eye itself: no error
+    assert m["siou"] == 1.0 and {"psnr", "ssim", "sharpness", "psnr_band"} <= set(m)

@@ -194,7 +194,10 @@ NOT_PICTURE_SETTINGS = (
 
 
 def picture_settings(cfg: DictConfig) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_PICTURE_SETTINGS}
+    settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_PICTURE_SETTINGS}
+    if isinstance(settings.get("depth"), dict):
+        settings["depth"].pop("note", None)  # why depth=auto fell back (offline, unreachable ...): not the pictures
+    return settings
 
 
 def _video_output(cfg: DictConfig, src: Path) -> tuple[Path, str, str | None]:

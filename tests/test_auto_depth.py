@@ -158,3 +158,22 @@ def test_make_weights_takes_the_same_path(published, tmp_path):
         assert hub.gets == 1
     assert out.exists() and "Depth Anything V2 Small" in r.stdout
     assert len(hub_blobs(tmp_path)) == 1  # the Hub cache keeps the published file (shared with other tools)
+
+
+def test_why_the_fall_back_was_taken_does_not_stop_a_resume():
+    """The segments of an interrupted run are kept by a fingerprint of the settings that change the pictures: the
+    fall-back's reason (offline today, unreachable yesterday) is not one of them, the network chosen is."""
+    from omegaconf import OmegaConf
+
+    from s3d.config import compose
+    from s3d.convert import picture_settings
+    from s3d.depth.auto import resolve_depth
+
+    cfg = compose("convert", ["input=x.mp4", "depth.prefer.weights=/nonexistent/da.safetensors"])
+    resolve_depth(cfg, fetch=False)
+    assert cfg.depth.name == "s3d_lite0" and "not fetched yet" in cfg.depth.note
+    other = OmegaConf.create(OmegaConf.to_container(cfg))
+    other.depth.note = "another reason"
+    assert picture_settings(cfg) == picture_settings(other)
+    other.depth.resolution = 128
+    assert picture_settings(cfg) != picture_settings(other)

@@ -244,11 +244,12 @@ def evaluate(cfg: DictConfig) -> dict:
                 backend = S3DLite0Depth(str(path), resolution=cfg.depth_resolution)
                 backend.vertical_prior = default_vertical_prior() if cfg.vertical_prior is None else float(cfg.vertical_prior)
                 nearness_of[name] = accelerate(backend.eval(), device, engine=cfg.engine)
-    if cfg.get("depth"):  # depth=NAME: that network as convert.py builds it here (depth=auto: never fetched by an evaluation)
+    depth_rows = {}  # depth=NAME: that network as convert.py builds it here (depth=auto: never fetched by an evaluation)
+    if cfg.get("depth"):
         from s3d.depth.auto import resolve_depth
 
         resolve_depth(cfg, fetch=False)
-        nearness_of[f"depth {cfg.depth.name}"] = accelerate(build_depth(cfg.depth, device), device, engine=cfg.engine)
+        depth_rows[cfg.depth.name] = accelerate(build_depth(cfg.depth, device), device, engine=cfg.engine)
     teacher = None
     if cfg.teacher and not Path(cfg.teacher).is_file():
         log.warning("%s: no PSMNet weights (make weights teacher=psmnet): the teacher row is left out", cfg.teacher)
@@ -273,9 +274,8 @@ def evaluate(cfg: DictConfig) -> dict:
                     preds[f"{name}_dibr"] = (synthesize_view(left, disp, direction=1), disp)
             if name in nearness_of:
                 preds[f"{name}_fit"] = fitted_view(left, right, nearness_of[name](left))
-        for name, backend in nearness_of.items():
-            if name.startswith("depth "):
-                preds[f"{name.removeprefix('depth ')}_fit"] = fitted_view(left, right, backend(left))
+        for name, backend in depth_rows.items():
+            preds[f"{name}_fit"] = fitted_view(left, right, backend(left))
         preds["yprior"] = fitted_view(left, right, vertical_prior(left))
         fills = {}
         if teacher is not None:
@@ -283,8 +283,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
             d_teacher = teacher_disparity(teacher, left, right, LabelSettings())
             preds["teacher"] = fitted_view(left, right, robust_nearness(d_teacher))
+            frames = to_uint8(left)
             for fill in cfg.fills:  # the conversion's own eye (the CPU kernel) from the teacher's disparity exactly: only the rendering differs
-                eye = synthesize_view_uint8(to_uint8(left), d_teacher, 1, "bicubic", fill=fill).permute(0, 3, 1, 2).float() / 255
+                eye = synthesize_view_uint8(frames, d_teacher, 1, "bicubic", fill=fill).permute(0, 3, 1, 2).float() / 255
                 fills[f"fill_{fill}"] = fill_metrics(eye, right, left, d_teacher)
         per_pair[pair] = {}
         for name, (pred, disp) in preds.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -66,9 +67,16 @@ def cached_problem(path: Path, variant: str) -> str | None:
             want = json.loads(record.read_text()).get("sha256")
         except (OSError, ValueError):
             want = None
-        if want and file_sha256(path) != want:
+        stat = path.stat()
+        if want and _sha256_of(str(path), stat.st_mtime_ns, stat.st_size) != want:
             return f"{path} is damaged (sha256 differs from {record.name})"
     return None
+
+
+@lru_cache(maxsize=8)
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
+    """A file's sha256, read once per state of the file (the web page asks at every job and page load)."""
+    return file_sha256(Path(path))
 
 
 def choose_depth(depth_cfg: DictConfig, quiet: bool = False, fetch: bool = True) -> DepthChoice:

@@ -173,7 +173,7 @@ def build_depth(cfg: DictConfig, device: torch.device | str = "cpu") -> DepthBac
     ``keyframe_interval`` (video: the network on every n-th frame, :class:`s3d.stereo.temporal.DepthReuse`)."""
     cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     if cfg.get("auto"):
-        raise S3DError(None, "depth=auto is chosen before building: call s3d.depth.auto.choose_depth first")
+        raise S3DError(None, "depth=auto is chosen before building: call s3d.depth.auto.resolve_depth first")
     prior = float(cfg.pop("vertical_prior", 0.0) or 0.0)
     if not 0 <= prior <= 1:
         raise S3DError(None, f"depth.vertical_prior must be a number >= 0 and <= 1, got {prior}")

@@ -381,7 +381,8 @@ def synthesize_view_uint8(
     ``frames (B, H, W, 3) uint8`` on the CPU, ``disparity (B, 1, H, W)`` float in pixels, in the source view
     ``-> (B, H, W, 3) uint8``. ``direction`` +1 makes the right eye from the left, -1 the left from the
     right; ``mode`` bicubic or bilinear; ``threads`` numba threads for this call (None: numba's current
-    setting); ``fill`` mirror or stretch (:data:`s3d.stereo.warp.FILLS`). The first call compiles the kernel (seconds; cached in ``__pycache__`` for later processes).
+    setting); ``fill`` smooth, stretch or mirror (:data:`s3d.stereo.warp.FILLS`). The first call compiles the kernel
+    (seconds; cached in ``__pycache__`` for later processes).
     Without numba this runs the torch reference, which it otherwise matches byte for byte (see the module).
     """
     _check(frames, disparity, direction, mode, threads, fill)

@@ -144,11 +144,10 @@ class DepthReuse:
             )
             if still:
                 self._run += 1
-                source[i] = len(run) - 1
             else:
                 run.append(i)
                 self._thumb, self._run = thumbs[i], 0
-                source[i] = len(run) - 1
+            source[i] = len(run) - 1
         computed = depth(image[run]) if run else None
         key_near = {i: (computed[k : k + 1] if k >= 0 else self._near) for i, k in source.items()}
         out, before, at = [], self._near, -1  # the key before: its nearness and its index in this batch

@@ -40,14 +40,16 @@ from s3d.depth.densedepth import DenseDepth
 from s3d.depth.depth_anything import DepthAnythingV2
 from s3d.depth.onnx import OnnxRuntimePredict, onnxruntime_available
 from s3d.errors import MissingWeightsError, S3DError
+from s3d.export import load_fill_net
 from s3d.io.atomic import atomic_output
 from s3d.io.image import to_uint8
 from s3d.io.video import EncoderSettings, VideoWriter, decode_frames, probe_video
-from s3d.pipeline import INTERPOLATIONS, StereoPipeline, StereoSettings, select_device, to_tensor
+from s3d.models.fill import LEARNED, FillNet
+from s3d.pipeline import CONVERT_FILLS, INTERPOLATIONS, StereoPipeline, StereoSettings, render_view_uint8, select_device, to_tensor
 from s3d.stereo import nearness_to_disparity
-from s3d.stereo.kernel import synthesize_view_uint8, warm_up
+from s3d.stereo.kernel import warm_up
 from s3d.stereo.temporal import DepthReuse
-from s3d.stereo.warp import FILLS, forward_disparity
+from s3d.stereo.warp import forward_disparity
 
 STAGES = ("decode", "depth", "synth", "encode")
 
@@ -117,7 +119,7 @@ def stillest(frames: np.ndarray, length: int) -> tuple[int, float]:
     return start, float(window[start])
 
 
-def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int) -> dict[str, float]:
+def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int, fill_net: FillNet | None = None) -> dict[str, float]:
     """Mean |disparity change| (px) between consecutive frames: without temporal smoothing (``off``), with
     it (``on``), and with it and the depth network skipped on still frames and run on key frames only, as
     configured (``reuse``)."""
@@ -142,23 +144,28 @@ def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int
         d = torch.cat(disparities)
         result[name] = float((d[1:] - d[:-1]).abs().mean())
     result["smoothing"], result["reuse_threshold"] = smoothing, reuse
-    result["fill"] = fill_flicker(frames, d.cpu(), settings)  # the last run's disparity: as convert.py makes it
+    result["fill"] = fill_flicker(frames, d.cpu(), settings, fill_net)  # the last run's disparity: as convert.py makes it
     return result
 
 
-def fill_flicker(frames: np.ndarray, disparity: torch.Tensor, settings: StereoSettings) -> dict[str, float]:
-    """Per fill: the mean change (0-255) between consecutive frames of the rendered eye's pixels that are
-    disoccluded in both (what a still shot shows as a shimmering edge). ``frames (N, H, W, 3) uint8``,
-    ``disparity (N, 1, H, W)`` px of the left view."""
+def fill_flicker(frames: np.ndarray, disparity: torch.Tensor, settings: StereoSettings, fill_net: FillNet | None = None) -> dict[str, float]:
+    """Per fill (``learned`` where ``fill_net`` is given): the mean change (0-255) between consecutive frames of
+    the rendered eye's pixels that are disoccluded in both (what a still shot shows as a shimmering edge).
+    ``frames (N, H, W, 3) uint8``, ``disparity (N, 1, H, W)`` px of the left view."""
     x = torch.from_numpy(np.ascontiguousarray(frames))
     _, valid = forward_disparity(disparity, 1)
     both = (~valid[1:] & ~valid[:-1])[:, 0]
     out = {}
-    for fill in FILLS:
-        eye = synthesize_view_uint8(x, disparity, 1, settings.interpolation, fill=fill).float()
+    for fill in fills_to_measure(fill_net):
+        eye = render_view_uint8(x, disparity, 1, settings.interpolation, fill, fill_net).float()
         change = (eye[1:] - eye[:-1]).abs().mean(-1)
         out[fill] = float(change[both].mean()) if bool(both.any()) else 0.0
     return out
+
+
+def fills_to_measure(fill_net: FillNet | None) -> tuple[str, ...]:
+    """Every fill of the conversion; ``learned`` only where its network is here."""
+    return tuple(f for f in CONVERT_FILLS if f != LEARNED or fill_net is not None)
 
 
 def e2e_worker(clip: str, out: str, overrides: list[str]) -> None:
@@ -241,12 +248,12 @@ def ffmpeg_floor(clip: Path, frames: int, cfg: DictConfig, tmp: Path, ffmpeg: st
 
 
 def _synthesize(
-    batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings
+    batches: list[torch.Tensor], xs: list[torch.Tensor], nears: list[torch.Tensor], cfg: DictConfig, settings: StereoSettings, fill_net: FillNet | None = None
 ) -> tuple[np.ndarray, float, float]:
     """The synthesis stage (smoothing, warp, packing) on batches in memory, through the path convert.py
     takes (:meth:`s3d.pipeline.StereoPipeline.render`): ``-> (packed frames, seconds, CPU seconds)``."""
     smoother = temporal_smoother(cfg)
-    pipeline = StereoPipeline(None, settings, xs[0].device)  # depth is timed on its own
+    pipeline = StereoPipeline(None, settings, xs[0].device, fill_net=fill_net)  # depth is timed on its own
     clock = Clock()
     packed = []
     for frames, x, near in zip(batches, xs, nears):
@@ -256,9 +263,11 @@ def _synthesize(
     return np.concatenate(packed), *clock.read()
 
 
-def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) -> tuple[dict[str, float], dict[str, float], dict[str, float], np.ndarray]:
+def stages(
+    clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int, fill_net: FillNet | None = None
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, float], np.ndarray]:
     """Each stage alone, on frames in memory. Returns the fps per stage, the CPU milliseconds per frame
-    per stage (all threads), the synthesis fps with each ``interpolation``, and the decoded frames."""
+    per stage (all threads), the synthesis fps with each ``interpolation`` and with each fill, and the decoded frames."""
     info = probe_video(clip)
     fps, cpu_ms = {}, {}
 
@@ -281,17 +290,16 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
         nears = [depth(x) if reuse is None else reuse(depth, x) for x in xs]
         record("depth", n, clock)  # with temporal.reuse on, the frames whose depth was reused count too
         warm_up()  # the kernel's compile (or its load from the cache) is not synthesis time
-        packed, wall, cpu = _synthesize(batches, xs, nears, cfg, settings)
+        packed, wall, cpu = _synthesize(batches, xs, nears, cfg, settings, fill_net)
         fps["synth"], cpu_ms["synth"] = _fps(n, wall), 1000 * cpu / n
         by_interpolation = {settings.interpolation: fps["synth"]}
         for other in INTERPOLATIONS:
             if other not in by_interpolation:
-                by_interpolation[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, interpolation=other))[1])
+                by_interpolation[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, interpolation=other), fill_net)[1])
         by_fill = {settings.fill: fps["synth"]}
-        for other in FILLS:
+        for other in fills_to_measure(fill_net):
             if other not in by_fill:
-                by_fill[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, fill=other))[1])
-        by_interpolation = {**by_interpolation, **{f"fill={k}": v for k, v in by_fill.items()}}
+                by_fill[other] = _fps(n, _synthesize(batches, xs, nears, cfg, replace(settings, fill=other), fill_net)[1])
     ph, pw = packed.shape[1:3]
     enc = EncoderSettings(cfg.video.codec, cfg.video.crf, cfg.video.preset, cfg.video.pix_fmt, cfg.video.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,10 +308,10 @@ def stages(clip: Path, cfg: DictConfig, depth: DepthBackend, stage_frames: int) 
             for i, f in enumerate(packed):
                 w.write(f, i)
         record("encode", len(packed), clock)  # the encoder's flush at close included
-    return fps, cpu_ms, by_interpolation, frames
+    return fps, cpu_ms, by_interpolation, by_fill, frames
 
 
-def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str, float]:
+def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig, fill_net: FillNet | None = None) -> dict[str, float]:
     """The converted eye of one evaluation pair with ground truth, through the conversion path: its
     sharpness and PSNR against the real eye at the configured divergence/convergence, and the depth's
     worth: PSNR gain over the best single shift with 3D strength and screen plane fitted (``evaluate.py``'s
@@ -319,7 +327,7 @@ def view_quality(folder: Path, depth: DepthBackend, cfg: DictConfig) -> dict[str
     settings = replace(stereo_settings(cfg), layout="full_sbs", eye="left")
     with torch.inference_mode():
         nearness = depth(left.to(device_of(depth))).cpu()
-        packed = StereoPipeline(None, settings, torch.device("cpu")).render(frames, left, nearness, even=False)
+        packed = StereoPipeline(None, settings, torch.device("cpu"), fill_net=fill_net).render(frames, left, nearness, even=False)
     converted = packed[:, :, left.shape[-1] :].permute(0, 3, 1, 2).float() / 255
     shift_psnr = image_metrics(best_shift(left, right)[0], right)["psnr"]
     out = {"pair": folder.name, **{f"converted_{k}": v for k, v in image_metrics(converted, right).items() if k in ("psnr", "sharpness")}}
@@ -378,17 +386,23 @@ def default_depth_weights(overrides: list[str], tmp: Path) -> tuple[Path, bool]:
     return write_random_weights(tmp / "depth_anything_v2_small.safetensors"), True
 
 
+def in_turns(clip: Path, runs: dict[str, list[str]], tmp: Path, rounds: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """End-to-end fps of each run's convert.py overrides on ``clip``, in turns (``rounds`` each): the medians and
+    every run's figure. Turns, because this VM's speed drifts by tens of percent between minutes."""
+    fps: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, args in runs.items():
+            fps[name].append(end_to_end(clip, args, tmp)["fps"])
+    return {name: float(np.median(v)) for name, v in fps.items()}, fps
+
+
 def compare_depths(clip: Path, overrides: list[str], tmp: Path, rounds: int) -> dict:
     """End to end on ``clip``, in turns (``rounds`` each, the median kept): the default depth (``depth=auto``
     with Depth Anything V2 Small; random weights of the same cost where its weights are absent) against the
     bundled model (``depth=s3d_lite0``): issue 23's goal is a ratio of at least 0.6 on the CPU."""
     weights, random = default_depth_weights(overrides, tmp)
     runs = {"default": [*overrides, "depth=auto", f"depth.prefer.weights={weights}"], "s3d_lite0": [*overrides, "depth=s3d_lite0"]}
-    fps: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, args in runs.items():
-            fps[name].append(end_to_end(clip, args, tmp)["fps"])
-    median = {name: float(np.median(v)) for name, v in fps.items()}
+    median, fps = in_turns(clip, runs, tmp, rounds)
     return {
         "clip": clip.name,
         "default_weights": "random (same cost)" if random else str(weights),
@@ -396,6 +410,13 @@ def compare_depths(clip: Path, overrides: list[str], tmp: Path, rounds: int) -> 
         "e2e_fps_runs": fps,
         "default_vs_s3d_lite0": median["default"] / median["s3d_lite0"],
     }
+
+
+def compare_fills(clip: Path, overrides: list[str], tmp: Path, rounds: int) -> dict:
+    """End to end on ``clip`` in turns: ``fill=learned`` against ``fill=smooth``, everything else as ``overrides``
+    (issue 24's goal: at most +25 % time, a ratio of at least 0.8)."""
+    median, fps = in_turns(clip, {"smooth": [*overrides, "fill=smooth"], "learned": [*overrides, "fill=learned"]}, tmp, rounds)
+    return {"clip": clip.name, "e2e_fps": median, "e2e_fps_runs": fps, "learned_vs_smooth": median["learned"] / median["smooth"]}
 
 
 def run(cfg: DictConfig) -> dict:
@@ -415,6 +436,8 @@ def _run(cfg: DictConfig, tmp: Path) -> dict:
         conv = compose("convert", overrides)
     resolve_depth(conv, fetch=False)
     depth = depth_backend(conv, select_device(conv.device))
+    fill_path = Path(conv.fill_weights)
+    fill_net = load_fill_net(fill_path, select_device(conv.device)) if fill_path.is_file() else None
     results: dict = {
         "machine": machine(),
         "command": "python -m s3d.bench " + " ".join(sys.argv[1:]),
@@ -436,7 +459,7 @@ def _run(cfg: DictConfig, tmp: Path) -> dict:
     for clip in clips:
         info = probe_video(clip)
         print(f"{clip.name}: {info.width}x{info.height}, {info.frames} frames ...", file=sys.stderr, flush=True)
-        stage_fps, stage_cpu_ms, synth_fps, frames = stages(clip, conv, depth, cfg.stage_frames)
+        stage_fps, stage_cpu_ms, synth_fps, synth_fill_fps, frames = stages(clip, conv, depth, cfg.stage_frames, fill_net)
         start, change = stillest(frames, cfg.still_frames)
         still = frames[start : start + cfg.still_frames]
         e2e = end_to_end(clip, overrides, tmp)
@@ -447,12 +470,13 @@ def _run(cfg: DictConfig, tmp: Path) -> dict:
             "stage_fps": stage_fps,
             "stage_cpu_ms_per_frame": stage_cpu_ms,
             "synth_fps_by_interpolation": synth_fps,
+            "synth_fps_by_fill": synth_fill_fps,
             "e2e_cpu_ms_per_frame": e2e["cpu_ms_per_frame"],
             "slowest_stage": min(stage_fps, key=stage_fps.get),
             "e2e_vs_slowest_stage": e2e["fps"] / min(stage_fps.values()),
             "peak_rss_mb": e2e["peak_rss_mb"],
             **ffmpeg_floor(clip, len(frames), conv, tmp, cfg.ffmpeg),
-            "flicker": {**flicker(still, depth, conv, int(conv.batch_size)), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
+            "flicker": {**flicker(still, depth, conv, int(conv.batch_size), fill_net), "frames": f"{start}-{start + len(still) - 1}", "image_change": change},
         }
         r["e2e_vs_ffmpeg"] = r["e2e_fps"] / r["ffmpeg_fps"] if r["ffmpeg_fps"] else None  # issue 17's goal: at least 0.5
         r["synth_vs_e2e"] = stage_fps["synth"] / r["e2e_fps"]  # the synthesis stage's headroom over the whole
@@ -460,8 +484,10 @@ def _run(cfg: DictConfig, tmp: Path) -> dict:
         del frames, still
     if cfg.depth_compare_rounds:
         results["depth_compare"] = compare_depths(clips[-1], list(cfg.convert), tmp, int(cfg.depth_compare_rounds))
+    if cfg.fill_compare_rounds and fill_net is not None:
+        results["fill_compare"] = compare_fills(clips[-1], overrides, tmp, int(cfg.fill_compare_rounds))
     if cfg.quality_pair and Path(cfg.quality_pair).is_dir():
-        results["view_quality"] = view_quality(Path(cfg.quality_pair), depth, conv)
+        results["view_quality"] = view_quality(Path(cfg.quality_pair), depth, conv, None if fill_net is None else fill_net.cpu())  # it renders on the CPU
     results["depth_seconds_per_frame"] = network_seconds(conv, [list(s) for s in cfg.network_sizes])
     if cfg.output:
         out = Path(cfg.output)
@@ -510,8 +536,16 @@ def format_table(results: dict) -> str:
             f"default depth vs s3d_lite0 on {c['clip']} (end to end, start included, median of {len(c['e2e_fps_runs']['default'])}): "
             f"{c['e2e_fps']['default']:.2f} vs {c['e2e_fps']['s3d_lite0']:.2f} fps = {c['default_vs_s3d_lite0']:.2f} (default weights: {c['default_weights']})"
         )
+    if "fill_compare" in results:
+        c = results["fill_compare"]
+        lines.append(
+            f"fill=learned vs fill=smooth on {c['clip']} (end to end, start included, median of {len(c['e2e_fps_runs']['smooth'])}): "
+            f"{c['e2e_fps']['learned']:.2f} vs {c['e2e_fps']['smooth']:.2f} fps = {c['learned_vs_smooth']:.2f}"
+        )
     for name, r in results["clips"].items():
-        lines.append(f"{name}: synth fps by interpolation and fill: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
+        lines.append(f"{name}: synth fps by interpolation: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_interpolation"].items()))
+        if "synth_fps_by_fill" in r:
+            lines.append(f"{name}: synth fps by fill: " + ", ".join(f"{k} {v:.1f}" for k, v in r["synth_fps_by_fill"].items()))
     lines += [f"{k}: {v:.3f} s/frame" for k, v in results["depth_seconds_per_frame"].items()]
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from s3d.depth import DepthBackend, accelerate, build_depth
 from s3d.depth.auto import announce, resolve_depth
 from s3d.errors import S3DError, check_frame_size
-from s3d.export import load_model
+from s3d.export import load_fill_net, load_model
 from s3d.folder import convert_folder
 from s3d.io.atomic import atomic_output, check_output
 from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
@@ -45,6 +45,7 @@ from s3d.io.video import (
 )
 from s3d.layout import RGBD, pack, packed_size, split, wiggle_frames
 from s3d.layout.detect import from_name, half_from_aspect
+from s3d.models.fill import LEARNED
 from s3d.options import check_convert_options
 from s3d.pipeline import (
     ModelPipeline,
@@ -150,9 +151,10 @@ def _pipeline(cfg: DictConfig, video: bool = False, maps_in: DepthMapsIn | None 
         return ModelPipeline(model, depth, stereo_settings(cfg), device, temporal, reuse)
     depth = None if maps_in is not None else depth_backend(cfg, device)  # the user's depth maps: no network
     temporal, reuse = (temporal_smoother(cfg), depth_reuse(cfg, depth)) if video else (None, None)
+    fill_net = load_fill_net(Path(cfg.fill_weights), device) if cfg.fill == LEARNED else None
     if device.type == "cpu":
         warm_up()  # the synthesis kernel's compile (or cache load) before the first frame, not inside it
-    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse, maps_in, maps_out, convergence)
+    return StereoPipeline(depth, stereo_settings(cfg), device, temporal, reuse, maps_in, maps_out, convergence, fill_net)
 
 
 def depth_maps(cfg: DictConfig, src: Path, frames: int, photo: bool) -> tuple[DepthMapsIn | None, DepthMapsOut | None]:

@@ -20,6 +20,7 @@ and how often a model beats ``yprior``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -36,18 +37,19 @@ from s3d.data.pairs import find_pairs
 from s3d.depth import accelerate, build_depth
 from s3d.depth.s3d_lite0 import S3DLite0Depth
 from s3d.errors import S3DError
-from s3d.export import load_model
+from s3d.export import load_fill_net, load_model
 from s3d.io.atomic import atomic_output
 from s3d.io.image import read_image, to_uint8
 from s3d.losses import ssim
 from s3d.models.common import ViewModel
+from s3d.models.fill import LEARNED
 from s3d.models.lite0 import Lite0WarpNet
+from s3d.pipeline import render_view_uint8
 from s3d.stereo import synthesize_view
-from s3d.stereo.kernel import synthesize_view_uint8
 from s3d.stereo.warp import forward_disparity
 
 log = logging.getLogger(__name__)
-METRICS = ("psnr", "ssim", "mae", "sharpness", "spearman", "absrel", "psnr_holes", "psnr_band", "siou", "holes")
+METRICS = ("psnr", "ssim", "mae", "sharpness", "spearman", "absrel", "psnr_holes", "psnr_band", "siou", "streaks", "holes")
 BAND = 4  # px either side of a disocclusion along the row: the pixels beside the holes a fill also touches
 FIT_WIDTH = 320  # the knobs are searched at this width (the oracle's fit, not the reported image), then applied at full size
 
@@ -115,12 +117,27 @@ def siou(pred: torch.Tensor, real: torch.Tensor, left: torch.Tensor, levels: flo
     return 0.75 * iou(*edges) + 0.25 * iou(*changed)
 
 
+def streaks(pred: torch.Tensor, real: torch.Tensor, holes: torch.Tensor) -> float:
+    """How much more a fill changes from row to row inside the holes than the real eye does there: the mean
+    |difference| between vertically adjacent hole pixels, predicted over real (1: as calm as the truth; per-row
+    fills that shatter into streaks score well above). ``(1, 3, H, W)`` x 2, ``holes (1, 1, H, W)`` -> a number, NaN
+    without such pixels."""
+    both = (holes[..., 1:, :] & holes[..., :-1, :])[:, 0]
+    if not bool(both.any()):
+        return float("nan")
+    change = lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs().mean(1)[both].mean()  # noqa: E731
+    return float(change(pred.clamp(0, 1)) / change(real).clamp(min=1e-6))
+
+
 def fill_metrics(pred: torch.Tensor, real: torch.Tensor, left: torch.Tensor, disparity: torch.Tensor) -> dict[str, float]:
     """A rendered right eye against the real one, given the disparity that rendered it: the whole eye
-    (:func:`image_metrics`), the disoccluded pixels and the band beside them (PSNR), SIoU and the holes' share."""
+    (:func:`image_metrics`), the disoccluded pixels and the band beside them (PSNR), SIoU, :func:`streaks` and the
+    holes' share."""
     holes, band = disocclusions(disparity)
     m = image_metrics(pred, real)
-    m.update(psnr_holes=masked_psnr(pred, real, holes), psnr_band=masked_psnr(pred, real, band), siou=siou(pred, real, left))
+    m.update(
+        psnr_holes=masked_psnr(pred, real, holes), psnr_band=masked_psnr(pred, real, band), siou=siou(pred, real, left), streaks=streaks(pred, real, holes)
+    )
     m["holes"] = float(holes.float().mean())
     return m
 
@@ -223,6 +240,31 @@ def predict(model: ViewModel, depth, left: torch.Tensor, work_width: int) -> tup
     return out.pred, out.source_disparity
 
 
+def cached_teacher_disparity(
+    teacher, weights: Path, left_path: Path, right_path: Path, left: torch.Tensor, right: torch.Tensor, cache: str | None
+) -> torch.Tensor:
+    """The teacher's dense left-view disparity of a pair (:func:`s3d.data.teacher.teacher_disparity`), kept in
+    ``cache`` (a folder; None: not kept) under the hash of the images, the teacher's ``weights`` file and the
+    settings: re-evaluations skip the teacher."""
+    from safetensors.torch import load_file, save_file
+
+    from s3d.data.teacher import LABEL_VERSION, LabelSettings, teacher_disparity
+    from s3d.io.weights import file_sha256
+
+    path = None
+    if cache:
+        key = "|".join([file_sha256(left_path), file_sha256(right_path), file_sha256(weights), str(LabelSettings()), str(LABEL_VERSION)])
+        path = Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+        if path.is_file():
+            return load_file(str(path))["disparity"]
+    d = teacher_disparity(teacher, left, right, LabelSettings())
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path, overwrite=True) as tmp:
+            save_file({"disparity": d.contiguous()}, str(tmp))
+    return d
+
+
 def _save_png(path: Path, image: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path, overwrite=True) as tmp:
@@ -250,6 +292,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
         resolve_depth(cfg, fetch=False)
         depth_rows[cfg.depth.name] = accelerate(build_depth(cfg.depth, device), device, engine=cfg.engine)
+    fill_net = load_fill_net(Path(cfg.fill_weights), device) if LEARNED in cfg.fills else None
     teacher = None
     if cfg.teacher and not Path(cfg.teacher).is_file():
         log.warning("%s: no PSMNet weights (make weights teacher=psmnet): the teacher row is left out", cfg.teacher)
@@ -272,20 +315,20 @@ def evaluate(cfg: DictConfig) -> dict:
             if disp is not None:  # the conversion path: the model's depth, the DIBR warp and background fill
                 with torch.inference_mode():
                     preds[f"{name}_dibr"] = (synthesize_view(left, disp, direction=1), disp)
-            if name in nearness_of:
+            if name in nearness_of and cfg.fit_rows:
                 preds[f"{name}_fit"] = fitted_view(left, right, nearness_of[name](left))
-        for name, backend in depth_rows.items():
+        for name, backend in depth_rows.items() if cfg.fit_rows else ():
             preds[f"{name}_fit"] = fitted_view(left, right, backend(left))
-        preds["yprior"] = fitted_view(left, right, vertical_prior(left))
+        if cfg.fit_rows:
+            preds["yprior"] = fitted_view(left, right, vertical_prior(left))
         fills = {}
         if teacher is not None:
-            from s3d.data.teacher import LabelSettings, teacher_disparity
-
-            d_teacher = teacher_disparity(teacher, left, right, LabelSettings())
-            preds["teacher"] = fitted_view(left, right, robust_nearness(d_teacher))
+            d_teacher = cached_teacher_disparity(teacher, Path(cfg.teacher), lp, rp, left, right, cfg.teacher_cache)
+            if cfg.fit_rows:
+                preds["teacher"] = fitted_view(left, right, robust_nearness(d_teacher))
             frames = to_uint8(left)
             for fill in cfg.fills:  # the conversion's own eye (the CPU kernel) from the teacher's disparity exactly: only the rendering differs
-                eye = synthesize_view_uint8(frames, d_teacher, 1, "bicubic", fill=fill).permute(0, 3, 1, 2).float() / 255
+                eye = render_view_uint8(frames, d_teacher, 1, "bicubic", fill, fill_net).permute(0, 3, 1, 2).float() / 255
                 fills[f"fill_{fill}"] = fill_metrics(eye, right, left, d_teacher)
         per_pair[pair] = {}
         for name, (pred, disp) in preds.items():
@@ -316,6 +359,8 @@ def fit_summary(per_pair: dict[str, dict[str, dict[str, float]]]) -> dict[str, d
     """For each fitted row: mean PSNR gain over the fitted shift (dB), and the share of pairs where it
     beats the fitted vertical prior (``beats_yprior``) and by more than 0.05 dB."""
     names = [n for n in next(iter(per_pair.values())) if n.endswith("_fit") or n in ("yprior", "teacher")]
+    if "yprior" not in names:  # fit_rows=false
+        return {}
     out = {}
     for n in names:
         rows = [p for p in per_pair.values() if n in p]

@@ -22,6 +22,7 @@ from s3d.errors import S3DError
 from s3d.io.atomic import atomic_output
 from s3d.io.weights import build_exported_model, check_target, load_weights, read_metadata  # noqa: F401  (re-exported)
 from s3d.models.common import ViewModel
+from s3d.models.fill import FillNet
 
 
 def _portable_depth(depth_cfg: dict) -> dict:
@@ -67,6 +68,16 @@ def load_model(path: Path, weights_dir: str | Path, device: torch.device) -> tup
     if depth_cfg.get("weights"):
         depth_cfg["weights"] = str(Path(weights_dir) / depth_cfg["weights"])
     return model, build_depth(OmegaConf.create(depth_cfg), device)
+
+
+def load_fill_net(path: Path, device: torch.device) -> FillNet:
+    """The learned fill of an exported file (``fill_weights=``), frozen, in eval mode, on ``device``."""
+    if not path.is_file():
+        raise S3DError(path, "no such fill network (fill_weights=)")
+    net, _ = build_exported_model(path)
+    if not isinstance(net, FillNet):
+        raise S3DError(path, f"not a fill network but a {type(net).__name__}")
+    return net.eval().requires_grad_(False).to(device)
 
 
 def export_run(ckpt: Path, config: Path, out: Path) -> Path:

@@ -1,4 +1,5 @@
-"""One LightningModule for every view-synthesis model: the input is the left eye, the target the right."""
+"""The LightningModules: one for every view-synthesis model (the input is the left eye, the target the right),
+one for the learned fill of disocclusions."""
 
 from __future__ import annotations
 
@@ -10,9 +11,26 @@ from s3d.depth.base import DepthBackend
 from s3d.io.image import to_uint8
 from s3d.losses import ViewLoss, ssim
 from s3d.models.common import ViewModel, ViewPrediction
+from s3d.models.fill import FillNet, FillPrediction
 
 
-class ViewSynthesisModule(pl.LightningModule):
+class _TrainingLog(pl.LightningModule):
+    """The training step both modules share: ``model_step`` -> the loss, logged with each of its terms."""
+
+    input_key = ""  # the batch entry whose first dimension is the batch size
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        _, total, terms = self.model_step(batch)
+        n = batch[self.input_key].shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=n)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=n)
+        return total
+
+
+class ViewSynthesisModule(_TrainingLog):
+    input_key = "left"
+
     def __init__(self, model: ViewModel, depth: DepthBackend | None, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0):
         super().__init__()
         self.model, self.depth, self.loss = model, depth, loss
@@ -29,14 +47,6 @@ class ViewSynthesisModule(pl.LightningModule):
         hints, teacher = ({"left": batch[f"{m}_left"], "right": batch[f"{m}_right"]} if f"{m}_left" in batch else None for m in ("hint", "teacher"))
         total, terms = self.loss(out, target, image, hints, teacher)
         return out, total, terms
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        _, total, terms = self.model_step(batch)
-        n = batch["left"].shape[0]
-        self.log("train/loss", total, prog_bar=True, batch_size=n)
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, batch_size=n)
-        return total
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out, total, _ = self.model_step(batch)
@@ -62,3 +72,37 @@ class ViewSynthesisModule(pl.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+class FillModule(_TrainingLog):
+    """The learned fill (:class:`s3d.models.fill.FillNet`) on patches of :mod:`s3d.data.fill_patches`: the
+    article's losses on the repainted eye against the truth, PSNR over the whole patch and over its holes."""
+
+    input_key = "warped"
+
+    def __init__(self, model: FillNet, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0):
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.lr, self.weight_decay = lr, weight_decay
+
+    def model_step(self, batch: dict) -> tuple[FillPrediction, torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.model(batch["warped"], batch["holes"], batch["disparity"])
+        total, terms = self.loss(ViewPrediction(out.pred), batch["target"], batch["warped"])
+        return out, total, terms
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out, total, _ = self.model_step(batch)
+        pred, target, holes = out.pred, batch["target"], batch["holes"]
+        n = pred.shape[0]
+        self.log("val/loss", total, batch_size=n, sync_dist=True)
+        self.log("val/psnr", kornia.metrics.psnr(pred, target, 1.0), prog_bar=True, batch_size=n, sync_dist=True)
+        mse = ((pred - target) ** 2).mean(1, keepdim=True)[holes].mean()
+        self.log("val/psnr_holes", 10 * torch.log10(1 / mse.clamp(min=1e-10)), prog_bar=True, batch_size=n, sync_dist=True)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.trainer.max_steps <= 0:
+            return optimizer
+        # trainer.max_steps set: the rate decays to zero over them (cosine), so the last weights are settled
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.trainer.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -4,6 +4,7 @@ option, the value given and what it takes (``s3d: error: divergence must be a nu
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -12,15 +13,15 @@ from s3d.depth.onnx import ENGINES
 from s3d.errors import S3DError
 from s3d.io.video import CONTAINER_FORMAT
 from s3d.layout import ANAGLYPH_METHODS, LAYOUTS
-from s3d.pipeline import EYES, INTERPOLATIONS
-from s3d.stereo.warp import FILLS
+from s3d.models.fill import LEARNED
+from s3d.pipeline import CONVERT_FILLS, EYES, INTERPOLATIONS
 
 # option -> the values it takes (a tuple of choices)
 CHOICES = {
     "layout": LAYOUTS,
     "eye": EYES,
     "interpolation": INTERPOLATIONS,
-    "fill": FILLS,
+    "fill": CONVERT_FILLS,
     "anaglyph.method": tuple(ANAGLYPH_METHODS),
     "engine": ENGINES,
     "precision": ("auto", *PRECISIONS),
@@ -89,3 +90,5 @@ def check_convert_options(cfg: DictConfig) -> None:
         _number(key, _get(cfg, key), lo, hi, whole)
     if cfg.temporal.keyframes != "auto":
         _number("temporal.keyframes", cfg.temporal.keyframes, 1, None, True)
+    if cfg.fill == LEARNED and not Path(cfg.fill_weights).is_file():
+        raise S3DError(cfg.fill_weights, "no such fill network (fill_weights=)")

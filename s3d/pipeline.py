@@ -12,6 +12,7 @@ from s3d.io.depth_maps import DepthMapsIn, DepthMapsOut
 from s3d.io.image import to_tensor, to_uint8  # noqa: F401 (to_tensor: also s3d.pipeline's, for its users)
 from s3d.layout import RGBD, pack, pack_rgbd
 from s3d.models.common import ViewModel
+from s3d.models.fill import LEARNED, FillNet, repaint
 from s3d.stereo import nearness_to_disparity, synthesize_view
 from s3d.stereo.comfort import AutoConvergence, shape_nearness
 from s3d.stereo.kernel import synthesize_view_uint8
@@ -20,6 +21,7 @@ from s3d.stereo.warp import DEFAULT_FILL, FILLS
 
 EYES = ("left", "right", "center")
 INTERPOLATIONS = ("bicubic", "bilinear")
+CONVERT_FILLS = (*FILLS, LEARNED)  # learned: s3d.models.fill repaints the smooth fill's holes and the pixels beside them
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,15 @@ class StereoSettings:
     edge_dilation: int = 0  # comfort: grow the near side of depth edges by this many pixels
     vr180_canvas: int = 0  # layout=vr180: each eye's canvas side in pixels (0 = keep the frame's pixel density)
     vr180_screen_degrees: float = 90.0  # layout=vr180: how wide the flat screen looks
-    fill: str = DEFAULT_FILL  # disocclusions: s3d.stereo.warp.FILLS (smooth, stretch, mirror)
+    fill: str = DEFAULT_FILL  # disocclusions: CONVERT_FILLS (smooth, stretch, mirror, learned)
 
     def __post_init__(self):
         if self.eye not in EYES:
             raise ValueError(f"eye must be one of {', '.join(EYES)}, got '{self.eye}'")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{self.interpolation}'")
-        if self.fill not in FILLS:
-            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got '{self.fill}'")
+        if self.fill not in CONVERT_FILLS:
+            raise ValueError(f"fill must be one of {', '.join(CONVERT_FILLS)}, got '{self.fill}'")
 
 
 def select_device(name: str) -> torch.device:
@@ -60,15 +62,41 @@ def pad_even(images: torch.Tensor) -> torch.Tensor:
     return F.pad(images, (0, w % 2, 0, h % 2), mode="replicate")
 
 
-def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """``image (B, 3, H, W)``, ``nearness (B, 1, H, W)`` -> ``(left, right)``, each ``(B, 3, H, W)``."""
+def render_view(image: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str, fill: str, fill_net: FillNet | None = None) -> torch.Tensor:
+    """One eye from the other and its disparity: the warp with ``fill`` (``learned``: the smooth fill, then
+    ``fill_net`` over its holes). ``image (B, 3, H, W)``, ``disparity (B, 1, H, W)`` px -> ``(B, 3, H, W)``."""
+    if fill != LEARNED:
+        return synthesize_view(image, disparity, direction=direction, mode=mode, fill=fill)
+    return repaint(_need_net(fill_net), synthesize_view(image, disparity, direction=direction, mode=mode, fill="smooth"), disparity, direction)
+
+
+def render_view_uint8(
+    frames: torch.Tensor, disparity: torch.Tensor, direction: int, mode: str, fill: str, fill_net: FillNet | None = None, threads: int | None = None
+) -> torch.Tensor:
+    """:func:`render_view` on the CPU from uint8 frames, by the numba kernel: ``frames (B, H, W, 3) uint8``,
+    ``disparity (B, 1, H, W)`` px -> ``(B, H, W, 3) uint8``. What conversion, ``make bench`` and evaluate.py run."""
+    if fill != LEARNED:
+        return synthesize_view_uint8(frames, disparity, direction, mode, threads, fill)
+    eye = synthesize_view_uint8(frames, disparity, direction, mode, threads, "smooth")
+    return repaint(_need_net(fill_net), eye.permute(0, 3, 1, 2), disparity, direction).permute(0, 2, 3, 1)
+
+
+def _need_net(fill_net: FillNet | None) -> FillNet:
+    if fill_net is None:
+        raise ValueError(f"fill={LEARNED} needs the fill network (weights/s3d_fill.safetensors)")
+    return fill_net
+
+
+def make_eyes(image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, fill_net: FillNet | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image (B, 3, H, W)``, ``nearness (B, 1, H, W)`` -> ``(left, right)``, each ``(B, 3, H, W)``; ``fill_net``
+    for ``fill=learned``."""
     d = nearness_to_disparity(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image.shape[-1], s.divergence, s.convergence)
-    mode, fill = s.interpolation, s.fill
+    view = lambda disparity, direction: render_view(image, disparity, direction, s.interpolation, s.fill, fill_net)  # noqa: E731
     if s.eye == "left":
-        return image, synthesize_view(image, d, direction=1, mode=mode, fill=fill)
+        return image, view(d, 1)
     if s.eye == "right":
-        return synthesize_view(image, d, direction=-1, mode=mode, fill=fill), image
-    return synthesize_view(image, d / 2, direction=-1, mode=mode, fill=fill), synthesize_view(image, d / 2, direction=1, mode=mode, fill=fill)
+        return view(d, -1), image
+    return view(d / 2, -1), view(d / 2, 1)
 
 
 def uint8_shortcut(s: StereoSettings, h: int, w: int, even: bool) -> bool:
@@ -77,7 +105,9 @@ def uint8_shortcut(s: StereoSettings, h: int, w: int, even: bool) -> bool:
     return s.layout in ("full_sbs", "full_ou", "full_cross") and s.eye != "center" and not (even and (h % 2 or w % 2))
 
 
-def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, threads: int | None = None) -> torch.Tensor:
+def other_eye_uint8(
+    frames: torch.Tensor, image: torch.Tensor, nearness: torch.Tensor, s: StereoSettings, threads: int | None = None, fill_net: FillNet | None = None
+) -> torch.Tensor:
     """The eye that is not the input (``s.eye`` left or right) ``-> (B, H, W, 3) uint8`` on the CPU.
 
     ``frames (B, H, W, 3) uint8`` on the CPU, ``image`` the same as ``(B, 3, H, W)`` float on the pipeline's
@@ -88,8 +118,8 @@ def other_eye_uint8(frames: torch.Tensor, image: torch.Tensor, nearness: torch.T
         raise ValueError(f"the other eye of eye={s.eye}: needs eye=left or eye=right")
     if image.device.type == "cpu":
         d = nearness_to_disparity(shape_nearness(nearness, s.foreground_scale, s.edge_dilation), image.shape[-1], s.divergence, s.convergence)
-        return synthesize_view_uint8(frames, d, 1 if s.eye == "left" else -1, s.interpolation, threads, s.fill)
-    left, right = make_eyes(image, nearness, s)
+        return render_view_uint8(frames, d, 1 if s.eye == "left" else -1, s.interpolation, s.fill, fill_net, threads)
+    left, right = make_eyes(image, nearness, s, fill_net)
     return to_uint8(right if s.eye == "left" else left)
 
 
@@ -114,8 +144,10 @@ class StereoPipeline:
         maps_in: DepthMapsIn | None = None,
         maps_out: DepthMapsOut | None = None,
         convergence: AutoConvergence | None = None,
+        fill_net: FillNet | None = None,
     ):
         self.depth, self.settings, self.device, self.temporal, self.reuse = depth, settings, device, temporal, reuse
+        self.fill_net = fill_net  # fill=learned: s3d.models.fill.FillNet on the pipeline's device
         self.maps_in, self.maps_out = maps_in, maps_out  # depth_in= / depth_out= (s3d.io.depth_maps)
         self.convergence = convergence  # comfort.auto_convergence: the screen plane follows the subject
 
@@ -163,14 +195,14 @@ class StereoPipeline:
     def eyes(self, frames: torch.Tensor, ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, H, W, 3) uint8 -> (left, right)`` float ``(B, 3, H, W)``; ``ids``: the frames' indices (depth maps in/out)."""
         image = to_tensor(frames, self.device)
-        return make_eyes(image, self._nearness_out(image, ids), self.settings)
+        return make_eyes(image, self._nearness_out(image, ids), self.settings, self.fill_net)
 
     @torch.inference_mode()
     def eyes_and_frame(self, frames: torch.Tensor, ids: list[int] | None = None, even: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`eyes` and :meth:`__call__` from one depth estimate: ``(left, right, packed (B, H', W', 3) uint8)``."""
         image = to_tensor(frames, self.device)
         nearness = self._nearness_out(image, ids)
-        return *make_eyes(image, nearness, self.settings), self.render(frames, image, nearness, even)
+        return *make_eyes(image, nearness, self.settings, self.fill_net), self.render(frames, image, nearness, even)
 
     @torch.inference_mode()
     def pack(self, left: torch.Tensor, right: torch.Tensor, even: bool) -> torch.Tensor:
@@ -205,8 +237,8 @@ class StereoPipeline:
         if uint8_shortcut(s, *frames.shape[1:3], even):
             # The input eye is already uint8 on the CPU: only the other eye is rendered, straight to uint8.
             # torch's thread count is the one convert's `threads` (and each worker's share) sets: the kernel follows it
-            return join_eyes(frames, other_eye_uint8(frames, image, nearness, s, torch.get_num_threads()), s)
-        return self.pack(*make_eyes(image, nearness, s), even=even)
+            return join_eyes(frames, other_eye_uint8(frames, image, nearness, s, torch.get_num_threads(), self.fill_net), s)
+        return self.pack(*make_eyes(image, nearness, s, self.fill_net), even=even)
 
 
 class ModelPipeline(StereoPipeline):

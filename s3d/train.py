@@ -15,25 +15,30 @@ from s3d.errors import S3DError
 from s3d.export import export_checkpoint, export_model
 from s3d.io.weights import load_weights, read_metadata
 from s3d.models.common import ViewModel
-from s3d.module import ViewSynthesisModule
+from s3d.models.fill import FillNet
+from s3d.module import FillModule, ViewSynthesisModule
 
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig) -> ViewSynthesisModule:
+def build_module(cfg: DictConfig) -> ViewSynthesisModule | FillModule:
     """The model (from ``init_weights`` if set), the depth backend it reads (none for a model that is its own
-    depth: the config's default depth is not even built for it), the loss and the optimiser settings."""
-    model: ViewModel = instantiate(cfg.model)
+    depth, or for the learned fill: the config's default depth is not even built for them), the loss and the
+    optimiser settings."""
+    model: ViewModel | FillNet = instantiate(cfg.model)
     if cfg.init_weights:  # continue from an exported model (its optimiser state is not kept; ckpt_path resumes fully)
         read_metadata(Path(cfg.init_weights))  # a missing or foreign file is refused here in one line
         load_weights(model, Path(cfg.init_weights))
+    if isinstance(model, FillNet):
+        return FillModule(model, instantiate(cfg.loss), **cfg.optim)
     depth = build_depth(cfg.depth) if model.use_depth else None
     return ViewSynthesisModule(model, depth, instantiate(cfg.loss), **cfg.optim)
 
 
-def depth_config(cfg: DictConfig, model: ViewModel) -> DictConfig | None:
-    """The depth config an exported model needs to convert again: none for a model that is its own depth."""
-    return cfg.depth if model.use_depth else None
+def depth_config(cfg: DictConfig, model: ViewModel | FillNet) -> DictConfig | None:
+    """The depth config an exported model needs to convert again: none for a model that is its own depth, nor
+    for the learned fill (it reads the depth of whatever conversion runs it)."""
+    return cfg.depth if isinstance(model, ViewModel) and model.use_depth else None
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -7,7 +7,7 @@ import math
 import torch
 from conftest import textured_frame
 
-from s3d.evaluate import disocclusions, fill_metrics, masked_psnr, siou
+from s3d.evaluate import disocclusions, fill_metrics, masked_psnr, siou, streaks
 from s3d.io.image import to_tensor
 from s3d.stereo.kernel import synthesize_view_uint8
 
@@ -53,4 +53,39 @@ def test_fill_metrics_of_the_rendered_eye_name_every_figure():
     eye = synthesize_view_uint8(frames, d, 1, "bicubic", fill="stretch").permute(0, 3, 1, 2).float() / 255
     m = fill_metrics(eye, eye, left, d)
     assert m["holes"] == 6 / 64 and m["psnr_holes"] > 90  # the real eye itself: no error
-    assert m["siou"] == 1.0 and {"psnr", "ssim", "sharpness", "psnr_band"} <= set(m)
+    assert m["siou"] == 1.0 and m["streaks"] == 1.0 and {"psnr", "ssim", "sharpness", "psnr_band"} <= set(m)
+
+
+def test_streaks_score_a_fill_that_changes_per_row_above_one_and_the_truth_at_one():
+    real = torch.full((1, 3, 16, 8), 0.5) + torch.rand(1, 3, 16, 8) * 0.02  # a calm background
+    holes = torch.zeros(1, 1, 16, 8, dtype=torch.bool)
+    holes[..., 2:6] = True
+    striped = real.clone()
+    striped[..., 2:6] = torch.rand(1, 1, 16, 1).expand(1, 3, 16, 4)  # one random colour per row: streaks
+    assert streaks(real, real, holes) == 1.0 and streaks(striped, real, holes) > 5
+    assert math.isnan(streaks(real, real, torch.zeros_like(holes)))
+
+
+def test_the_teachers_disparity_is_kept_per_pair_images_and_weights(tmp_path, monkeypatch):
+    import s3d.data.teacher as teacher_module
+    from s3d.evaluate import cached_teacher_disparity
+
+    calls = []
+
+    def fake(net, left, right, settings):
+        calls.append(1)
+        return torch.full((1, 1, *left.shape[-2:]), float(len(calls)))
+
+    monkeypatch.setattr(teacher_module, "teacher_disparity", fake)
+    files = {}
+    for name, content in (("l.png", b"left"), ("r.png", b"right"), ("w1", b"weights 1"), ("w2", b"weights 2")):
+        files[name] = tmp_path / name
+        files[name].write_bytes(content)
+    left = torch.rand(1, 3, 4, 6)
+    args = (files["l.png"], files["r.png"], left, left)
+    first = cached_teacher_disparity(None, files["w1"], *args, str(tmp_path / "cache"))
+    again = cached_teacher_disparity(None, files["w1"], *args, str(tmp_path / "cache"))
+    other = cached_teacher_disparity(None, files["w2"], *args, str(tmp_path / "cache"))
+    assert len(calls) == 2 and torch.equal(first, again) and float(other.max()) == 2.0  # other weights: computed again
+    cached_teacher_disparity(None, files["w1"], *args, None)
+    assert len(calls) == 3  # no cache folder: always computed

@@ -1,0 +1,181 @@
+"""The learned fill (issue 24): the network repaints the holes and the pixels beside them, nothing else; tiles give
+what the whole frame gives; both directions and both eye types; training patches; the conversion path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import textured_frame
+from PIL import Image
+
+from s3d.config import PROJECT_ROOT
+from s3d.data.fill_patches import FillPatchesDataModule, cut_patches, picture_sample, real_sample, write_patches
+from s3d.export import export_model, load_fill_net
+from s3d.io.image import to_tensor
+from s3d.models.fill import FillNet, fill_inputs, fill_region, fill_tiles, repaint
+from s3d.pipeline import StereoPipeline, StereoSettings, render_view, render_view_uint8
+
+
+def _net(seed: int = 0) -> FillNet:
+    torch.manual_seed(seed)
+    net = FillNet().eval()
+    torch.nn.init.normal_(net.head.weight, std=0.2)  # an untrained head is zero: give it something to paint
+    return net
+
+
+def _scene(h: int = 64, w: int = 96) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 frames, the same as float, and a left-view disparity with two near blocks."""
+    frames = torch.from_numpy(textured_frame(h, w))[None]
+    d = torch.zeros(1, 1, h, w)
+    d[..., 20:34] = 6.0
+    d[..., 60:70] = 9.0
+    return frames, to_tensor(frames, torch.device("cpu")), d
+
+
+def test_holes_and_target_disparity_come_from_the_source_disparity():
+    _, _, d = _scene()
+    holes, target = fill_inputs(d, 1)
+    # the first block lands at 14-27: right of it, 28-33 are seen by no left pixel; their background is 0 px
+    assert holes[0, 0, 0, 25:40].nonzero().flatten().add(25).tolist() == [28, 29, 30, 31, 32, 33]
+    assert float(target[0, 0, 0, 28:34].abs().max()) == 0.0 and float(target[0, 0, 0, 20]) == 6.0
+    assert fill_region(holes, 2)[0, 0, 0, 26:36].all() and not fill_region(holes, 2)[0, 0, 0, 36]
+
+
+def test_an_untrained_net_keeps_the_first_fill_and_a_net_changes_only_its_region():
+    _, image, d = _scene()
+    holes, target = fill_inputs(d, 1)
+    assert torch.equal(FillNet()(image, holes, target).pred, image)  # zero head: the smooth fill as it was
+    out = _net()(image, holes, target)
+    changed = (out.pred != image).any(1, keepdim=True)
+    assert changed.any() and not (changed & ~out.region).any()
+
+
+def test_tiles_give_the_whole_frame_result_where_a_window_is_the_frame():
+    net = _net()
+    image = torch.rand(1, 3, 96, 48)  # one window (64 + 2 x 16 rows, 16 + 2 x 16 columns): every cell sees the whole frame
+    d = torch.zeros(1, 1, 96, 48)
+    d[..., 10:20], d[..., 30:40] = 6.0, 9.0
+    holes, target = fill_inputs(d, 1)
+    assert torch.allclose(fill_tiles(net, image, holes, target), net(image, holes, target).pred, atol=1e-6)
+
+
+def test_uint8_frames_in_place_of_floats_and_no_holes_no_work():
+    net = _net()
+    frames, image, d = _scene()
+    holes, target = fill_inputs(d, 1)
+    as_bytes = fill_tiles(net, frames.permute(0, 3, 1, 2), holes, target)  # a view of (B, H, W, 3) frames
+    assert as_bytes.dtype == torch.uint8
+    assert float((as_bytes.float() / 255 - fill_tiles(net, image, holes, target)).abs().max()) <= 1 / 255 + 1e-6
+    nothing = torch.zeros_like(holes)
+    assert torch.equal(fill_tiles(net, image, nothing, target), image)
+
+
+def test_a_left_eye_from_the_right_is_the_mirror_of_a_right_eye_from_the_left():
+    net = _net()
+    _, image, d = _scene()
+    mirrored = repaint(net, image.flip(-1), d.flip(-1), 1).flip(-1)
+    assert torch.equal(repaint(net, image, d, -1), mirrored)
+
+
+def test_the_conversion_path_renders_learned_on_the_cpu_kernel_as_in_torch():
+    net = _net()
+    frames, image, d = _scene()
+    for direction in (1, -1):
+        kernel = render_view_uint8(frames, d, direction, "bicubic", "learned", net).permute(0, 3, 1, 2).float() / 255
+        torch_path = render_view(image, d, direction, "bicubic", "learned", net)
+        assert float((kernel - torch_path.clamp(0, 1)).abs().max()) <= 2 / 255
+        smooth = render_view(image, d, direction, "bicubic", "smooth")
+        assert float((torch_path - smooth).abs().max()) > 0.01  # the network did repaint something
+    pipeline = StereoPipeline(None, StereoSettings(fill="learned"), torch.device("cpu"))  # a repacked stereo photo renders nothing
+    with pytest.raises(ValueError, match="fill=learned needs the fill network"):
+        pipeline.render(frames, image, torch.rand(1, 1, *image.shape[-2:]), even=False)
+
+
+def test_training_patches_sit_on_holes_and_split_by_source(tmp_path: Path):
+    frames, image, d = _scene(128, 160)
+    g = torch.Generator().manual_seed(0)
+    real = real_sample(image, image.roll(-3, -1), d)
+    picture = picture_sample(image, d)
+    for sample in (real, picture):
+        patches = cut_patches(*sample, 4, g, size=48)
+        assert len(patches) == 4 and all(p.holes.any() and p.warped.dtype == torch.uint8 for p in patches)
+    assert cut_patches(image, torch.zeros(1, 1, 128, 160, dtype=torch.bool), d, image, 4, g, size=48) == []
+    path = tmp_path / "patches.safetensors"
+    n = write_patches(iter([("a", "real", real), ("b", "picture", picture)]), path, per_sample=3)
+    dm = FillPatchesDataModule(str(path), val_names=["b"], batch_size=2)
+    dm.setup()
+    assert n == 6 and len(dm.train_set) == 3 and len(dm.val_set) == 3
+    item = dm.val_set[0]
+    assert item["warped"].shape == (3, 96, 96) and item["holes"].dtype == torch.bool
+
+
+def test_the_exported_net_loads_for_conversion_and_a_foreign_file_is_refused(tmp_path: Path):
+    net = _net()
+    path = export_model(net, {"_target_": "s3d.models.fill.FillNet"}, None, tmp_path / "fill.safetensors")
+    loaded = load_fill_net(path, torch.device("cpu"))
+    _, image, d = _scene()
+    assert torch.equal(repaint(loaded, image, d), repaint(net, image, d))
+    with pytest.raises(Exception, match="no such fill network"):
+        load_fill_net(tmp_path / "missing.safetensors", torch.device("cpu"))
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "convert.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_convert_py_fill_learned_repaints_only_beside_the_holes_and_a_missing_net_is_one_line(tmp_path: Path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(textured_frame(96, 128)).save(photo)
+    net = export_model(_net(), {"_target_": "s3d.models.fill.FillNet"}, None, tmp_path / "fill.safetensors")
+    eyes = {}
+    for fill in ("smooth", "learned"):
+        out = tmp_path / f"{fill}.png"
+        r = _cli(f"input={photo}", f"output={out}", "depth=tiny_random", "divergence=8", f"fill={fill}", f"fill_weights={net}", "overwrite=true", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        eyes[fill] = np.asarray(Image.open(out)).astype(int)[:, 128:]  # the right eye of the side-by-side photo
+    changed = np.abs(eyes["learned"] - eyes["smooth"]).max(-1) > 0
+    assert changed.any() and changed.mean() < 0.5  # the network's cells only, never the whole eye
+    missing = tmp_path / "nope.safetensors"
+    r = _cli(f"input={photo}", f"output={tmp_path / 'o.png'}", "depth=tiny_random", "fill=learned", f"fill_weights={missing}", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [f"s3d: error: {missing}: no such fill network (fill_weights=)"]
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_shipped_net_does_not_streak_where_the_depth_claims_a_jump_the_picture_lacks():
+    """Issue 24, robustness: wrong depth (a near block on a film frame that has no such object). The truth is the
+    frame itself; the shipped fill must stay about as calm from row to row as the smooth fill, and calmer than
+    the mirrored texture, which shatters into streaks."""
+    from s3d.evaluate import streaks
+    from s3d.io.video import read_frames_at
+
+    net = load_fill_net(PROJECT_ROOT / "weights" / "s3d_fill.safetensors", torch.device("cpu"))
+    frame = torch.from_numpy(read_frames_at(PROJECT_ROOT / "samples" / "big_buck_bunny_432_433s_720p.webm", [12])[0])
+    frames = torch.nn.functional.interpolate(frame.permute(2, 0, 1)[None].float(), size=(360, 640), mode="area")
+    frames = frames.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    d = torch.zeros(1, 1, 360, 640)
+    d[..., 80:280, 200:330] = 16.0  # a near block the picture does not show
+    d[..., 40:200, 420:520] = 10.0
+    holes, _ = fill_inputs(d, 1)
+    real = frames.permute(0, 3, 1, 2).float() / 255
+    calm = {}
+    for fill in ("smooth", "mirror", "learned"):
+        eye = render_view_uint8(frames, d, 1, "bicubic", fill, net).permute(0, 3, 1, 2).float() / 255
+        calm[fill] = streaks(eye, real, holes)
+    assert calm["learned"] <= 1.25 * calm["smooth"] and calm["learned"] < calm["mirror"], calm
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_learned_fill_on_cuda_gives_the_cpu_result():
+    net = _net()
+    _, image, d = _scene()
+    cuda = torch.device("cuda")
+    for direction in (1, -1):
+        on_cpu = render_view(image, d, direction, "bicubic", "learned", net)
+        on_gpu = render_view(image.to(cuda), d.to(cuda), direction, "bicubic", "learned", net.to(cuda)).cpu()
+        net.cpu()
+        assert float((on_gpu - on_cpu).abs().max()) < 1e-3

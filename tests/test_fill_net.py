@@ -179,3 +179,18 @@ def test_the_learned_fill_on_cuda_gives_the_cpu_result():
         on_gpu = render_view(image.to(cuda), d.to(cuda), direction, "bicubic", "learned", net.to(cuda)).cpu()
         net.cpu()
         assert float((on_gpu - on_cpu).abs().max()) < 1e-3
+
+
+def test_gradcheck_fill_net_float64():
+    """What trains: the repainted eye's gradient with respect to the warped eye and the weights, in float64."""
+    torch.manual_seed(0)
+    net = FillNet(width=4, depth=1, tail=1).double().eval()
+    torch.nn.init.normal_(net.head.weight, std=0.05)
+    warped = (0.3 + 0.4 * torch.rand(1, 3, 8, 12, dtype=torch.float64)).requires_grad_()
+    holes = torch.zeros(1, 1, 8, 12, dtype=torch.bool)
+    holes[..., 5:7] = True
+    d = torch.full((1, 1, 8, 12), 3.0, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda w: net(w, holes, d).pred, (warped,), eps=1e-6, atol=1e-5)
+    loss = net(warped, holes, d).pred.sum()
+    loss.backward()
+    assert float(net.head.weight.grad.abs().sum()) > 0  # the head learns from the region's pixels

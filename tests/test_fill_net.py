@@ -15,6 +15,7 @@ from PIL import Image
 
 from s3d.config import PROJECT_ROOT
 from s3d.data.fill_patches import FillPatchesDataModule, cut_patches, picture_sample, real_sample, write_patches
+from s3d.depth.base import cpu_has_bf16
 from s3d.export import export_model, load_fill_net
 from s3d.io.image import to_tensor
 from s3d.models.fill import FillNet, fill_inputs, fill_region, fill_tiles, repaint
@@ -118,8 +119,12 @@ def test_the_exported_net_loads_for_conversion_and_a_foreign_file_is_refused(tmp
     net = _net()
     path = export_model(net, {"_target_": "s3d.models.fill.FillNet"}, None, tmp_path / "fill.safetensors")
     loaded = load_fill_net(path, torch.device("cpu"))
+    assert loaded.bf16 == cpu_has_bf16()  # bf16 autocast only where the CPU computes it natively
     _, image, d = _scene()
+    loaded.bf16 = False
     assert torch.equal(repaint(loaded, image, d), repaint(net, image, d))
+    loaded.bf16 = True
+    assert float((repaint(loaded, image, d) - repaint(net, image, d)).abs().max()) < 0.05  # bf16: a few levels at most
     with pytest.raises(Exception, match="no such fill network"):
         load_fill_net(tmp_path / "missing.safetensors", torch.device("cpu"))
 

@@ -48,6 +48,7 @@ class FillNet(nn.Module):
     def __init__(self, width: int = 16, depth: int = 3, tail: int = 2, tail_kernel: tuple[int, int] = (3, 7), band: int = 4):
         super().__init__()
         self.band = band
+        self.bf16 = False  # inference under bf16 autocast (fill_tiles): set where the CPU computes bf16 natively
         self.body = UNet(3 + 1 + 1 + 2, width, depth, tail, tail_kernel)
         self.head = nn.Conv2d(width, 3, 3, padding=1)
         nn.init.zeros_(self.head.weight)  # the first fill, unchanged, until training says otherwise
@@ -75,29 +76,36 @@ def fill_inputs(disparity: torch.Tensor, direction: int = 1) -> tuple[torch.Tens
 
 
 TILE = (64, 16)  # (rows, columns) of the cells the network repaints: holes are thin and tall
-CONTEXT = (16, 16)  # px each cell's window reaches beyond it, within the frame where it fits (the network's reach)
+CONTEXT = (16, 16)  # px each window reaches beyond its cells, within the frame where it fits (the network's reach)
 
 
 def tile_origins(region: torch.Tensor, tile: tuple[int, int]) -> torch.Tensor:
     """The ``(b, y, x)`` corners of the cells of a ``tile`` grid over the frame that hold a region pixel.
     ``(B, 1, H, W) bool -> (N, 3) long``."""
-    h, w = region.shape[-2:]
     cells = F.max_pool2d(region.float(), tile, tile, ceil_mode=True) > 0
     found = cells[:, 0].nonzero()
     return torch.stack((found[:, 0], found[:, 1] * tile[0], found[:, 2] * tile[1]), dim=1)
 
 
+def column_runs(origins: list[list[int]], rows: int) -> list[tuple[int, int, int, int]]:
+    """Cells stacked in one column of the grid, merged: ``(b, y, x, cells)`` per run, from ``tile_origins``
+    (row-major). One tall window costs half of its cells' windows (their context rows overlap)."""
+    runs: list[list[int]] = []
+    for b, y, x in sorted(origins, key=lambda o: (o[0], o[2], o[1])):
+        last = runs[-1] if runs else None
+        if last and last[0] == b and last[2] == x and last[1] + last[3] * rows == y:
+            last[3] += 1
+        else:
+            runs.append([b, y, x, 1])
+    return [tuple(r) for r in runs]
+
+
 def _window(start: int, cell: int, context: int, size: int) -> tuple[torch.Tensor, int]:
-    """Rows (or columns) of the window around a cell at ``start``: kept inside the frame when it fits (as the
-    training patches are), else its edge repeated; and where the cell begins in it."""
-    n = cell + 2 * context
-    first = min(max(start - context, 0), max(size - n, 0))
-    return torch.arange(first, first + n).clamp(max=size - 1), start - first
-
-
-def _crop(src: torch.Tensor, windows: list) -> torch.Tensor:
-    """The windows ``(b, y, x, rows, _, columns, _)`` of ``src (B, C, H, W)`` stacked: ``-> (N, C, h, w)``."""
-    return torch.stack([src[b][:, ys[:, None], xs[None, :]] for b, _, _, ys, _, xs, _ in windows])
+    """Rows (or columns) of the window around a cell at ``start``: kept inside the frame (as the training patches
+    are), the whole frame where it is shorter; and where the cell begins in it."""
+    n = min(cell + 2 * context, size)
+    first = min(max(start - context, 0), size - n)
+    return torch.arange(first, first + n), start - first
 
 
 @torch.no_grad()
@@ -108,29 +116,29 @@ def fill_tiles(
     disparity: torch.Tensor,
     tile: tuple[int, int] = TILE,
     context: tuple[int, int] = CONTEXT,
-    batch: int = 64,
 ) -> torch.Tensor:
-    """:class:`FillNet` on the cells of a ``tile`` grid that hold holes, each seen with ``context`` px around it,
-    pasted into a copy of ``eye``: ``eye (B, 3, H, W)`` float in [0, 1] or uint8 (any strides: a view of
-    ``(B, H, W, 3)`` frames works), ``holes (B, 1, H, W)`` bool, ``disparity (B, 1, H, W)`` px (the target view's:
-    :func:`fill_inputs`) ``-> `` like ``eye``. Pixels outside the region stay ``eye``'s."""
+    """:class:`FillNet` on the cells of a ``tile`` grid that hold holes, each column's stacked cells in one window
+    with ``context`` px around it, pasted into a copy of ``eye``: ``eye (B, 3, H, W)`` float in [0, 1] or uint8
+    (any strides: a view of ``(B, H, W, 3)`` frames works), ``holes (B, 1, H, W)`` bool, ``disparity (B, 1, H, W)``
+    px (the target view's: :func:`fill_inputs`) ``-> `` like ``eye``. Pixels outside the region stay ``eye``'s.
+    With ``net.bf16`` (set where the CPU computes bf16 natively: :func:`s3d.export.load_fill_net`) the network
+    runs under bf16 autocast."""
     out = eye.clone()
     region = fill_region(holes, net.band)
-    origins = tile_origins(region, tile).tolist()
     h, w = eye.shape[-2:]
     dtype = next(net.parameters()).dtype
-    as_float = (lambda t: t.to(dtype) / 255) if eye.dtype == torch.uint8 else (lambda t: t.to(dtype))  # noqa: E731
-    as_eye = (lambda t: (t * 255).round().to(torch.uint8)) if eye.dtype == torch.uint8 else (lambda t: t.to(eye.dtype))  # noqa: E731
-    for start in range(0, len(origins), batch):
-        part = origins[start : start + batch]
-        windows = [(b, y, x, *_window(y, tile[0], context[0], h), *_window(x, tile[1], context[1], w)) for b, y, x in part]
-        image_in, holes_in, disparity_in = (_crop(src, windows) for src in (eye, holes, disparity))
-        pred = net(as_float(image_in), holes_in, disparity_in.to(dtype)).pred
-        for (b, y, x, _, oy, _, ox), p in zip(windows, pred):
-            th, tw = min(tile[0], h - y), min(tile[1], w - x)
-            keep = region[b, :, y : y + th, x : x + tw]
-            cell = out[b, :, y : y + th, x : x + tw]
-            cell.copy_(torch.where(keep, as_eye(p[:, oy : oy + th, ox : ox + tw]), cell))
+    for b, y, x, cells in column_runs(tile_origins(region, tile).tolist(), tile[0]):
+        ys, oy = _window(y, cells * tile[0], context[0], h)
+        xs, ox = _window(x, tile[1], context[1], w)
+        image_in, holes_in, disparity_in = (src[b : b + 1][:, :, ys[:, None], xs[None, :]] for src in (eye, holes, disparity))
+        image_in = image_in.to(dtype) / 255 if eye.dtype == torch.uint8 else image_in.to(dtype)
+        with torch.autocast(eye.device.type, torch.bfloat16, enabled=net.bf16):
+            pred = net(image_in, holes_in, disparity_in.to(dtype)).pred[0].float()
+        th, tw = min(cells * tile[0], h - y), min(tile[1], w - x)
+        painted = pred[:, oy : oy + th, ox : ox + tw]
+        painted = (painted * 255).round().to(torch.uint8) if eye.dtype == torch.uint8 else painted.to(eye.dtype)
+        cell = out[b, :, y : y + th, x : x + tw]
+        cell.copy_(torch.where(region[b, :, y : y + th, x : x + tw], painted, cell))
     return out
 
 

@@ -20,7 +20,6 @@ and how often a model beats ``yprior``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -244,17 +243,16 @@ def cached_teacher_disparity(
     teacher, weights: Path, left_path: Path, right_path: Path, left: torch.Tensor, right: torch.Tensor, cache: str | None
 ) -> torch.Tensor:
     """The teacher's dense left-view disparity of a pair (:func:`s3d.data.teacher.teacher_disparity`), kept in
-    ``cache`` (a folder; None: not kept) under the hash of the images, the teacher's ``weights`` file and the
-    settings: re-evaluations skip the teacher."""
+    ``cache`` (a folder; None: not kept) under the training labels' key (:func:`s3d.data.teacher.label_key`: the
+    images, the teacher's ``weights`` file, the settings): re-evaluations skip the teacher."""
     from safetensors.torch import load_file, save_file
 
-    from s3d.data.teacher import LABEL_VERSION, LabelSettings, teacher_disparity
+    from s3d.data.teacher import LabelSettings, label_key, teacher_disparity
     from s3d.io.weights import file_sha256
 
     path = None
     if cache:
-        key = "|".join([file_sha256(left_path), file_sha256(right_path), file_sha256(weights), str(LabelSettings()), str(LABEL_VERSION)])
-        path = Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+        path = Path(cache) / f"dense_{label_key(left_path, right_path, file_sha256(weights), LabelSettings())}.safetensors"
         if path.is_file():
             return load_file(str(path))["disparity"]
     d = teacher_disparity(teacher, left, right, LabelSettings())

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
@@ -182,8 +183,6 @@ class FillPatchesDataModule(pl.LightningDataModule):
         if not self.path.is_file():
             raise S3DError(self.path, "no fill patches file (python -m s3d.data.fill_patches PATH builds it: scripts/train_fill.sh)")
         tensors = load_file(str(self.path))
-        from safetensors import safe_open
-
         with safe_open(str(self.path), "pt") as f:
             names = json.loads(f.metadata()["names"])
         val = [i for i, n in enumerate(names) if n in self.val_names]

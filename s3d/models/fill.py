@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from s3d.models.common import UNet, coord_channels
 from s3d.stereo.fill import fill_from_background
+from s3d.stereo.kernel import HAVE_NUMBA, holes_and_target
 from s3d.stereo.warp import forward_disparity
 
 LEARNED = "learned"  # the name of this fill among the conversion's (s3d.pipeline.CONVERT_FILLS)
@@ -69,7 +70,15 @@ class FillNet(nn.Module):
 def fill_inputs(disparity: torch.Tensor, direction: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """What the network reads of a warp besides the eye, from the source view's disparity: the holes (target pixels
     no source pixel lands on) and the target view's disparity, each hole given its background side's.
-    ``(B, 1, H, W) px -> (holes (B, 1, H, W) bool, disparity (B, 1, H, W) px)``."""
+    ``(B, 1, H, W) px -> (holes (B, 1, H, W) bool, disparity (B, 1, H, W) px)``. float32 on the CPU: by the numba
+    kernel (one pass per row), else :func:`fill_inputs_reference`."""
+    if HAVE_NUMBA and disparity.device.type == "cpu" and disparity.dtype == torch.float32:
+        return holes_and_target(disparity, direction)
+    return fill_inputs_reference(disparity, direction)
+
+
+def fill_inputs_reference(disparity: torch.Tensor, direction: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fill_inputs` in torch, on any device and dtype."""
     target, valid = forward_disparity(disparity, direction)
     _, target = fill_from_background(target, target, valid, mirror=False)
     return ~valid, target
@@ -79,10 +88,12 @@ TILE = (64, 16)  # (rows, columns) of the cells the network repaints: holes are 
 CONTEXT = (16, 16)  # px each window reaches beyond its cells, within the frame where it fits (the network's reach)
 
 
-def tile_origins(region: torch.Tensor, tile: tuple[int, int]) -> torch.Tensor:
-    """The ``(b, y, x)`` corners of the cells of a ``tile`` grid over the frame that hold a region pixel.
+def tile_origins(holes: torch.Tensor, tile: tuple[int, int], band: int = 0) -> torch.Tensor:
+    """The ``(b, y, x)`` corners of the cells of a ``tile`` grid over the frame that hold a pixel of the region
+    (:func:`fill_region`: the holes grown by ``band`` px along the row), found without growing the whole frame.
     ``(B, 1, H, W) bool -> (N, 3) long``."""
-    cells = F.max_pool2d(region.float(), tile, tile, ceil_mode=True) > 0
+    rows = F.max_pool2d(holes.float(), (tile[0], 1), (tile[0], 1), ceil_mode=True)  # (B, 1, cell rows, W): a hole in the cell's rows
+    cells = F.max_pool2d(rows, (1, tile[1] + 2 * band), (1, tile[1]), padding=(0, band), ceil_mode=True) > 0
     found = cells[:, 0].nonzero()
     return torch.stack((found[:, 0], found[:, 1] * tile[0], found[:, 2] * tile[1]), dim=1)
 
@@ -100,12 +111,12 @@ def column_runs(origins: list[list[int]], rows: int) -> list[tuple[int, int, int
     return [tuple(r) for r in runs]
 
 
-def _window(start: int, cell: int, context: int, size: int) -> tuple[torch.Tensor, int]:
+def _window(start: int, cell: int, context: int, size: int) -> tuple[slice, int]:
     """Rows (or columns) of the window around a cell at ``start``: kept inside the frame (as the training patches
     are), the whole frame where it is shorter; and where the cell begins in it."""
     n = min(cell + 2 * context, size)
     first = min(max(start - context, 0), size - n)
-    return torch.arange(first, first + n), start - first
+    return slice(first, first + n), start - first
 
 
 @torch.no_grad()
@@ -123,22 +134,24 @@ def fill_tiles(
     px (the target view's: :func:`fill_inputs`) ``-> `` like ``eye``. Pixels outside the region stay ``eye``'s.
     With ``net.bf16`` (set where the CPU computes bf16 natively: :func:`s3d.export.load_fill_net`) the network
     runs under bf16 autocast."""
+    if context[1] < net.band:
+        raise ValueError(f"context must reach at least the band ({net.band} px) along the row, got {context}")
     out = eye.clone()
-    region = fill_region(holes, net.band)
     h, w = eye.shape[-2:]
     dtype = next(net.parameters()).dtype
-    for b, y, x, cells in column_runs(tile_origins(region, tile).tolist(), tile[0]):
+    for b, y, x, cells in column_runs(tile_origins(holes, tile, net.band).tolist(), tile[0]):
         ys, oy = _window(y, cells * tile[0], context[0], h)
         xs, ox = _window(x, tile[1], context[1], w)
-        image_in, holes_in, disparity_in = (src[b : b + 1][:, :, ys[:, None], xs[None, :]] for src in (eye, holes, disparity))
+        image_in, holes_in, disparity_in = (src[b : b + 1, :, ys, xs] for src in (eye, holes, disparity))
         image_in = image_in.to(dtype) / 255 if eye.dtype == torch.uint8 else image_in.to(dtype)
         with torch.autocast(eye.device.type, torch.bfloat16, enabled=net.bf16):
-            pred = net(image_in, holes_in, disparity_in.to(dtype)).pred[0].float()
+            fill = net(image_in, holes_in, disparity_in.to(dtype))
         th, tw = min(cells * tile[0], h - y), min(tile[1], w - x)
-        painted = pred[:, oy : oy + th, ox : ox + tw]
+        painted = fill.pred[0, :, oy : oy + th, ox : ox + tw].float()
         painted = (painted * 255).round().to(torch.uint8) if eye.dtype == torch.uint8 else painted.to(eye.dtype)
         cell = out[b, :, y : y + th, x : x + tw]
-        cell.copy_(torch.where(region[b, :, y : y + th, x : x + tw], painted, cell))
+        # the window's region is the frame's there: the context (>= band) holds every hole it grows from
+        cell.copy_(torch.where(fill.region[0, :, oy : oy + th, ox : ox + tw], painted, cell))
     return out
 
 

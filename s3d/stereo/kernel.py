@@ -328,6 +328,24 @@ def smooth_rows(holes, kept, rows, out) -> None:
                 out[i, y, j, ch] = _to_byte(total / count)
 
 
+@njit(parallel=True, cache=True, fastmath=False, nogil=True)
+def hole_rows(disparity, direction, holes, target) -> None:
+    """All rows, in parallel: ``disparity (B, H, W) float32`` px in the source view -> ``holes (B, H, W) bool``
+    (target pixels no source pixel lands on) and ``target (B, H, W) float32``: the target view's disparity, each
+    hole given its background side's (the columns of the stretch fill)."""
+    b, h, w = disparity.shape[0], disparity.shape[1], disparity.shape[2]
+    for row in prange(b * h):
+        i, y = row // h, row % h
+        splatted = np.empty(w, np.float32)
+        valid = np.empty(w, np.bool_)
+        column = np.empty(w, np.int64)
+        splat_row(disparity[i, y], direction, splatted, valid)
+        fill_columns(splatted, valid, TOLERANCE, column, False)
+        for j in range(w):
+            holes[i, y, j] = not valid[j]
+            target[i, y, j] = splatted[column[j]]
+
+
 # --------------------------------------------------------------------------------------------- wrapper
 
 
@@ -401,6 +419,24 @@ def synthesize_view_uint8(
             if smooth and SMOOTH_ROWS:
                 smooth_rows(holes, kept, SMOOTH_ROWS, out.numpy())
     return out
+
+
+def holes_and_target(disparity: torch.Tensor, direction: int = 1, threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a warp leaves to a fill, in one pass per row: ``disparity (B, 1, H, W)`` float32 px in the source view
+    on the CPU ``-> (holes (B, 1, H, W) bool, target disparity (B, 1, H, W) float32)``, the target view's disparity
+    with each hole given its background side's: the values of :func:`s3d.models.fill.fill_inputs_reference`
+    without its dozen full-frame tensors (needs numba: see :data:`HAVE_NUMBA`)."""
+    if disparity.device.type != "cpu" or disparity.dtype != torch.float32 or disparity.dim() != 4 or disparity.shape[1] != 1:
+        raise ValueError(f"disparity must be a (B, 1, H, W) float32 tensor on the CPU, got {_describe(disparity)} on {disparity.device}")
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be 1 or -1, got {direction}")
+    d = disparity.detach()[:, 0].contiguous().numpy()
+    holes = torch.empty(disparity.shape, dtype=torch.bool)
+    target = torch.empty(disparity.shape, dtype=torch.float32)
+    if d.size:
+        with _num_threads(threads):
+            hole_rows(d, direction, holes[:, 0].numpy(), target[:, 0].numpy())
+    return holes, target
 
 
 def warm_up() -> None:

@@ -89,3 +89,25 @@ def test_the_teachers_disparity_is_kept_per_pair_images_and_weights(tmp_path, mo
     assert len(calls) == 2 and torch.equal(first, again) and float(other.max()) == 2.0  # other weights: computed again
     cached_teacher_disparity(None, files["w1"], *args, None)
     assert len(calls) == 3  # no cache folder: always computed
+
+
+def test_the_oracle_fills_of_scripts_fill_oracle_know_only_what_they_claim():
+    import importlib.util
+
+    from s3d.config import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("fill_oracle", PROJECT_ROOT / "scripts" / "fill_oracle.py")
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    real = torch.rand(1, 3, 2, 10)
+    eye = torch.rand(1, 3, 2, 10)
+    holes = torch.zeros(1, 1, 2, 10, dtype=torch.bool)
+    holes[0, 0, 0, 3:6] = holes[0, 0, 1, 7:10] = True  # a run inside row 0, a run at row 1's right end
+    means = oracle.run_means(real, holes)
+    assert torch.allclose(means[0, :, 0, 3:6], real[0, :, 0, 3:6].mean(-1, keepdim=True).expand(3, 3))
+    assert torch.equal(means[~holes.expand(1, 3, 2, 10)], real[~holes.expand(1, 3, 2, 10)])
+    real[0, :, 0, 3:6] = eye[0, :, 0, 6:7]  # row 0's truth is its right neighbour's colour: that side is taken
+    sides = oracle.run_sides(eye, real, holes)
+    assert torch.equal(sides[0, :, 0, 3:6], eye[0, :, 0, 6:7].expand(3, 3))
+    assert torch.equal(sides[0, :, 1, 7:10], eye[0, :, 1, 6:7].expand(3, 3))  # only the left end is in the frame
+    assert torch.equal(sides[~holes.expand(1, 3, 2, 10)], eye[~holes.expand(1, 3, 2, 10)])

@@ -48,7 +48,7 @@ from s3d.models.fill import LEARNED, FillNet
 from s3d.pipeline import CONVERT_FILLS, INTERPOLATIONS, StereoPipeline, StereoSettings, render_view_uint8, select_device, to_tensor
 from s3d.stereo import nearness_to_disparity
 from s3d.stereo.kernel import warm_up
-from s3d.stereo.temporal import DepthReuse
+from s3d.stereo.temporal import DepthReuse, TemporalSmoother
 from s3d.stereo.warp import forward_disparity
 
 STAGES = ("decode", "depth", "synth", "encode")
@@ -124,28 +124,53 @@ def flicker(frames: np.ndarray, depth: DepthBackend, cfg: DictConfig, batch: int
     it (``on``), and with it and the depth network skipped on still frames and run on key frames only, as
     configured (``reuse``)."""
     settings = stereo_settings(cfg)
-    smoothing = cfg.temporal.smoothing or 0.5
-    reuse = cfg.temporal.reuse or 0.005
+    smoothing, reuse = flicker_settings(cfg)
     result = {}
     runs = (
         ("off", None, None),
         ("on", temporal_smoother(cfg, smoothing), None),
-        ("reuse", temporal_smoother(cfg, smoothing), depth_reuse(cfg, depth) or DepthReuse(reuse, cfg.temporal.reuse_max)),
+        ("reuse", *converted_temporal(cfg, depth)),
     )
     for name, smoother, reuser in runs:
-        disparities = []
-        with torch.inference_mode():
-            for i in range(0, len(frames), batch):
-                x = to_tensor(torch.from_numpy(frames[i : i + batch]), device_of(depth))
-                near = depth(x) if reuser is None else reuser(depth, x)
-                if smoother is not None:
-                    near = smoother(near, x)
-                disparities.append(nearness_to_disparity(near, x.shape[-1], settings.divergence, settings.convergence))
-        d = torch.cat(disparities)
+        d = still_disparity(frames, depth, settings, batch, smoother, reuser)
         result[name] = float((d[1:] - d[:-1]).abs().mean())
     result["smoothing"], result["reuse_threshold"] = smoothing, reuse
     result["fill"] = fill_flicker(frames, d.cpu(), settings, fill_net)  # the last run's disparity: as convert.py makes it
     return result
+
+
+def flicker_settings(cfg: DictConfig) -> tuple[float, float]:
+    """The temporal smoothing weight and the depth reuse threshold the flicker runs use: the configured ones, or
+    the defaults where off (so that the figure says what turning them on would do)."""
+    return cfg.temporal.smoothing or 0.5, cfg.temporal.reuse or 0.005
+
+
+def converted_temporal(cfg: DictConfig, depth: DepthBackend) -> tuple[TemporalSmoother | None, DepthReuse]:
+    """The temporal smoother and depth reuse of flicker's last run (``reuse``), whose disparity the fill flicker
+    is measured on."""
+    smoothing, reuse = flicker_settings(cfg)
+    return temporal_smoother(cfg, smoothing), depth_reuse(cfg, depth) or DepthReuse(reuse, cfg.temporal.reuse_max)
+
+
+def still_disparity(
+    frames: np.ndarray,
+    depth: DepthBackend,
+    settings: StereoSettings,
+    batch: int,
+    smoother: TemporalSmoother | None = None,
+    reuser: DepthReuse | None = None,
+) -> torch.Tensor:
+    """The left view's disparity (px) of ``frames (N, H, W, 3) uint8`` in order, as a conversion makes it with the
+    given temporal ``smoother`` and depth ``reuser`` (none: every frame alone) ``-> (N, 1, H, W)``."""
+    disparities = []
+    with torch.inference_mode():
+        for i in range(0, len(frames), batch):
+            x = to_tensor(torch.from_numpy(frames[i : i + batch]), device_of(depth))
+            near = depth(x) if reuser is None else reuser(depth, x)
+            if smoother is not None:
+                near = smoother(near, x)
+            disparities.append(nearness_to_disparity(near, x.shape[-1], settings.divergence, settings.convergence))
+    return torch.cat(disparities)
 
 
 def fill_flicker(frames: np.ndarray, disparity: torch.Tensor, settings: StereoSettings, fill_net: FillNet | None = None) -> dict[str, float]:

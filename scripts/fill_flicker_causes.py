@@ -1,0 +1,78 @@
+"""Why the learned fill flickers more than ``smooth`` on still shots: make bench's fill flicker (s3d.bench.fill_flicker,
+the mean change of the pixels disoccluded in two consecutive frames) on the same stillest frames of each clip, with
+one cause taken away at a time:
+
+- ``as_bench``: as make bench measures it (the depth as a conversion makes it: temporal smoothing, key frames);
+- ``fp32``: the learned fill in fp32 rather than bf16 autocast;
+- ``whole_frame``: fp32, every window the whole frame (no window edges that move with the holes);
+- ``depth_frozen``: the first frame's disparity for every frame (the picture changes, the holes do not);
+- ``picture_frozen``: the first frame for every frame, with each frame's own disparity (the depth's jitter alone).
+
+python scripts/fill_flicker_causes.py [OUT.json] [CLIP ...]   (default: the bundled sample; depth=s3d_lite0)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import s3d.models.fill as fill_module
+from s3d.bench import converted_temporal, fill_flicker, still_disparity, stillest
+from s3d.config import PROJECT_ROOT, compose
+from s3d.convert import depth_backend, stereo_settings
+from s3d.depth.auto import resolve_depth
+from s3d.export import load_fill_net
+from s3d.io.video import decode_frames, probe_video
+from s3d.pipeline import select_device
+
+FRAMES = 150  # decoded from each clip's start; the stillest 24 of them are measured, as make bench does
+STILL = 24
+WHOLE = (1 << 14, 1 << 14)  # a window context larger than any frame
+
+
+def causes(clip: Path, conv, depth, net) -> dict[str, dict[str, float]]:
+    frames = np.stack([f.rgb for _, f in zip(range(FRAMES), decode_frames(probe_video(clip)))])
+    start, _ = stillest(frames, STILL)
+    still = frames[start : start + STILL]
+    settings = stereo_settings(conv)
+    d = still_disparity(still, depth, settings, int(conv.batch_size), *converted_temporal(conv, depth)).cpu()
+    out = {"as_bench": fill_flicker(still, d, settings, net)}
+    tiles, bf16 = fill_module.fill_tiles, net.bf16
+    try:
+        net.bf16 = False
+        out["fp32"] = fill_flicker(still, d, settings, net)
+        fill_module.fill_tiles = functools.partial(tiles, context=WHOLE)
+        out["whole_frame"] = fill_flicker(still, d, settings, net)
+    finally:
+        fill_module.fill_tiles, net.bf16 = tiles, bf16
+    out["depth_frozen"] = fill_flicker(still, d[:1].expand_as(d).contiguous(), settings, net)
+    out["picture_frozen"] = fill_flicker(np.repeat(still[:1], len(still), 0), d, settings, net)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    out = Path(argv[0]) if argv else PROJECT_ROOT / "outputs/fill/flicker_causes.json"
+    clips = [Path(c) for c in argv[1:]] or [PROJECT_ROOT / "samples/big_buck_bunny_432_433s_720p.webm"]
+    conv = compose("convert", ["depth=s3d_lite0"])
+    if conv.threads:
+        torch.set_num_threads(conv.threads)
+    resolve_depth(conv, fetch=False)
+    device = select_device(conv.device)
+    depth = depth_backend(conv, device)
+    net = load_fill_net(PROJECT_ROOT / conv.fill_weights, device)
+    results = {}
+    for clip in clips:
+        results[clip.name] = causes(clip, conv, depth, net)
+        for name, row in results[clip.name].items():
+            print(f"{clip.name} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

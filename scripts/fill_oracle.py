@@ -4,6 +4,7 @@ that know part of the truth, from the same PSMNet teacher disparity (the cache e
 the pairs' PSNR):
 
 - ``mirror``, ``smooth``, ``learned``: the conversion's eye (s3d.pipeline.render_view_uint8), as evaluate.py runs it;
+- ``learned_whole_frame``: ``learned`` with the whole frame as every window (is the windows' 16 px reach a limit?);
 - ``oracle_run_mean``: every row's run of hole pixels painted in the real eye's mean colour over that run (three
   numbers per run: what a perfect flat fill could do);
 - ``oracle_side``: every run painted in the colour of the valid pixel at its left or right end, whichever is
@@ -16,6 +17,7 @@ python scripts/fill_oracle.py [OUT.json]   (needs weights/psmnet_kitti2015.safet
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import kornia
 import numpy as np
 import torch
 
+import s3d.models.fill as fill_module
 from s3d.config import PROJECT_ROOT, compose
 from s3d.data.pair_files import find_pairs
 from s3d.evaluate import cached_teacher_disparity, disocclusions, load_rgb, masked_psnr
@@ -34,6 +37,7 @@ from s3d.models.psmnet import load_psmnet
 from s3d.pipeline import render_view_uint8
 
 BLUR = 4.0  # px
+WHOLE = (1 << 14, 1 << 14)  # a window context larger than any frame
 
 
 def run_means(real: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
@@ -62,6 +66,16 @@ def run_sides(eye: torch.Tensor, real: torch.Tensor, holes: torch.Tensor) -> tor
     return out
 
 
+def whole_frame_learned(left: torch.Tensor, disparity: torch.Tensor, fill_net) -> torch.Tensor:
+    """The learned fill's eye with the whole frame as the window of every cell."""
+    tiles = fill_module.fill_tiles
+    fill_module.fill_tiles = functools.partial(tiles, context=WHOLE)
+    try:
+        return render_view_uint8(to_uint8(left), disparity, 1, "bicubic", "learned", fill_net).permute(0, 3, 1, 2).float() / 255
+    finally:
+        fill_module.fill_tiles = tiles
+
+
 def oracle_rows(sets: dict[str, list[str]]) -> dict:
     cfg = compose("evaluate")  # evaluate.py's teacher, its cache and fill network
     fill_net = load_fill_net(Path(cfg.fill_weights), torch.device("cpu"))
@@ -78,6 +92,7 @@ def oracle_rows(sets: dict[str, list[str]]) -> dict:
                     f: render_view_uint8(to_uint8(left), d, 1, "bicubic", f, fill_net).permute(0, 3, 1, 2).float() / 255
                     for f in ("mirror", "smooth", "learned")
                 }
+                eyes["learned_whole_frame"] = whole_frame_learned(left, d, fill_net)
                 eyes["oracle_run_mean"] = run_means(right, holes)
                 eyes["oracle_side"] = run_sides(eyes["mirror"], right, holes)
                 eyes["oracle_blur"] = kornia.filters.gaussian_blur2d(right, (4 * int(BLUR) + 1,) * 2, (BLUR, BLUR), border_type="replicate")

@@ -112,6 +112,25 @@ class PerceptualLoss(nn.Module):
         return sum((a - b).abs().mean() / (b.abs().mean() + 1e-6) for a, b in zip(fp, ft)) / len(ft)
 
 
+def shift_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each image moved along its rows by ``shift`` px (sub-pixel, bilinear; the edge columns repeat):
+    ``x (B, C, H, W)``, ``shift (B,)`` -> ``(B, C, H, W)``. What a slightly different depth does to a warped eye."""
+    b, _, h, w = x.shape
+    if shift.shape != (b,):
+        raise ValueError(f"expected one shift per image, {b}, got {tuple(shift.shape)}")
+    xs = torch.arange(w, dtype=x.dtype, device=x.device).expand(b, h, w) - shift.to(x.dtype)[:, None, None]
+    ys = torch.arange(h, dtype=x.dtype, device=x.device)[:, None].expand(b, h, w)
+    grid = torch.stack((2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1), dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def masked_change(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of ``a`` and ``b`` over ``mask``'s pixels (0 where it is empty):
+    ``(B, C, H, W) x 2``, ``mask (B, 1, H, W)`` bool ``-> ()``."""
+    m = mask.to(a.dtype)
+    return ((a - b).abs() * m).sum() / (m.sum() * a.shape[1]).clamp(min=1)
+
+
 class ViewLoss(nn.Module):
     """Weighted sum of the terms above; a zero weight skips its term (and loads nothing for it)."""
 

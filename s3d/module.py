@@ -9,7 +9,7 @@ import torch
 
 from s3d.depth.base import DepthBackend
 from s3d.io.image import to_uint8
-from s3d.losses import ViewLoss, ssim
+from s3d.losses import ViewLoss, masked_change, shift_rows, ssim
 from s3d.models.common import ViewModel, ViewPrediction
 from s3d.models.fill import FillNet, FillPrediction
 
@@ -76,19 +76,33 @@ class ViewSynthesisModule(_TrainingLog):
 
 class FillModule(_TrainingLog):
     """The learned fill (:class:`s3d.models.fill.FillNet`) on patches of :mod:`s3d.data.fill_patches`: the
-    article's losses on the repainted eye against the truth, PSNR over the whole patch and over its holes."""
+    article's losses on the repainted eye against the truth, PSNR over the whole patch and over its holes; with
+    ``consistency`` > 0, in training, also the weighted :meth:`restlessness` (calmer fill on video)."""
 
     input_key = "warped"
 
-    def __init__(self, model: FillNet, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0):
+    def __init__(self, model: FillNet, loss: ViewLoss, lr: float = 2e-4, weight_decay: float = 0.0, consistency: float = 0.0, jitter: float = 0.5):
         super().__init__()
         self.model, self.loss = model, loss
         self.lr, self.weight_decay = lr, weight_decay
+        self.consistency, self.jitter = consistency, jitter
 
     def model_step(self, batch: dict) -> tuple[FillPrediction, torch.Tensor, dict[str, torch.Tensor]]:
         out = self.model(batch["warped"], batch["holes"], batch["disparity"])
         total, terms = self.loss(ViewPrediction(out.pred), batch["target"], batch["warped"])
+        if self.training and self.consistency > 0:
+            terms["consistency"] = self.restlessness(batch, out)
+            total = total + self.consistency * terms["consistency"]
         return out, total, terms
+
+    def restlessness(self, batch: dict, out: FillPrediction) -> torch.Tensor:
+        """How far the repaint strays from moving with its input when the warped eye and its disparity move along
+        the row by up to ``jitter`` px (what a depth's frame-to-frame jitter does in a still shot): the mean
+        |fill(moved) - moved(fill)| over the region. ``-> ()``."""
+        warped = batch["warped"]
+        shift = (torch.rand(warped.shape[0], device=warped.device, dtype=warped.dtype) * 2 - 1) * self.jitter
+        moved = self.model(shift_rows(warped, shift), batch["holes"], batch["disparity"] + shift.view(-1, 1, 1, 1))
+        return masked_change(moved.pred, shift_rows(out.pred, shift), out.region)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out, total, _ = self.model_step(batch)

@@ -30,7 +30,7 @@ def build_module(cfg: DictConfig) -> ViewSynthesisModule | FillModule:
         read_metadata(Path(cfg.init_weights))  # a missing or foreign file is refused here in one line
         load_weights(model, Path(cfg.init_weights))
     if isinstance(model, FillNet):
-        return FillModule(model, instantiate(cfg.loss), **cfg.optim)
+        return FillModule(model, instantiate(cfg.loss), **cfg.optim, **cfg.get("fill_training", {}))
     depth = build_depth(cfg.depth) if model.use_depth else None
     return ViewSynthesisModule(model, depth, instantiate(cfg.loss), **cfg.optim)
 

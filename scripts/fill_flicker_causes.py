@@ -8,11 +8,13 @@ one cause taken away at a time:
 - ``depth_frozen``: the first frame's disparity for every frame (the picture changes, the holes do not);
 - ``picture_frozen``: the first frame for every frame, with each frame's own disparity (the depth's jitter alone).
 
-python scripts/fill_flicker_causes.py [OUT.json] [CLIP ...]   (default: the bundled sample; depth=s3d_lite0)
+python scripts/fill_flicker_causes.py [--out OUT.json] [--weights FILL.safetensors] [CLIP ...]
+(defaults: outputs/fill/flicker_causes.json, the shipped fill, the bundled sample; depth=s3d_lite0)
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import sys
@@ -56,22 +58,25 @@ def causes(clip: Path, conv, depth, net) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str]) -> None:
-    out = Path(argv[0]) if argv else PROJECT_ROOT / "outputs/fill/flicker_causes.json"
-    clips = [Path(c) for c in argv[1:]] or [PROJECT_ROOT / "samples/big_buck_bunny_432_433s_720p.webm"]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs/fill/flicker_causes.json")
+    parser.add_argument("--weights", type=Path, default=None, help="the fill network (default: convert.yaml's fill_weights)")
+    parser.add_argument("clips", nargs="*", type=Path, default=[PROJECT_ROOT / "samples/big_buck_bunny_432_433s_720p.webm"])
+    args = parser.parse_args(argv)
     conv = compose("convert", ["depth=s3d_lite0"])
     if conv.threads:
         torch.set_num_threads(conv.threads)
     resolve_depth(conv, fetch=False)
     device = select_device(conv.device)
     depth = depth_backend(conv, device)
-    net = load_fill_net(PROJECT_ROOT / conv.fill_weights, device)
+    net = load_fill_net(args.weights or PROJECT_ROOT / conv.fill_weights, device)
     results = {}
-    for clip in clips:
+    for clip in args.clips:
         results[clip.name] = causes(clip, conv, depth, net)
         for name, row in results[clip.name].items():
             print(f"{clip.name} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

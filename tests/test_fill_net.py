@@ -19,7 +19,9 @@ from s3d.data.fill_patches import FillPatchesDataModule, cut_patches, picture_sa
 from s3d.depth.base import cpu_has_bf16
 from s3d.export import export_model, load_fill_net
 from s3d.io.image import to_tensor
+from s3d.losses import ViewLoss, masked_change, shift_rows
 from s3d.models.fill import FillNet, fill_inputs, fill_inputs_reference, fill_region, fill_tiles, repaint, tile_origins
+from s3d.module import FillModule
 from s3d.pipeline import StereoPipeline, StereoSettings, render_view, render_view_uint8
 from s3d.stereo.kernel import HAVE_NUMBA
 
@@ -226,3 +228,38 @@ def test_gradcheck_fill_net_float64():
     loss = net(warped, holes, d).pred.sum()
     loss.backward()
     assert float(net.head.weight.grad.abs().sum()) > 0  # the head learns from the region's pixels
+
+
+def test_shift_rows_moves_each_image_along_its_rows_and_its_gradient_checks():
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float64).reshape(2, 3, 4, 6)
+    moved = shift_rows(x, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert torch.allclose(moved[0, ..., 1:], x[0, ..., :-1]) and torch.allclose(moved[0, ..., 0], x[0, ..., 0])  # edge repeats
+    assert torch.allclose(moved[1], x[1])
+    half = shift_rows(x, torch.tensor([0.5, -0.5], dtype=torch.float64))
+    assert torch.allclose(half[0, ..., 1:], (x[0, ..., 1:] + x[0, ..., :-1]) / 2)
+    assert torch.allclose(half[1, ..., :-1], (x[1, ..., 1:] + x[1, ..., :-1]) / 2)
+    with pytest.raises(ValueError, match="one shift per image"):
+        shift_rows(x, torch.zeros(3))
+    x = x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: shift_rows(t, torch.tensor([0.3, -0.7], dtype=torch.float64)), (x,))
+
+
+def test_the_fill_modules_consistency_term_is_zero_for_a_net_that_moves_with_its_input_and_trains_the_head():
+    """An untrained net (zero head) repaints nothing: its fill moves exactly with its input. A net that paints
+    is restless; the term joins the loss in training only, and its gradient reaches the head."""
+    torch.manual_seed(0)
+    warped = torch.rand(2, 3, 32, 48)
+    holes = torch.zeros(2, 1, 32, 48, dtype=torch.bool)
+    holes[..., 20:26] = True
+    batch = {"warped": warped, "holes": holes, "disparity": torch.full((2, 1, 32, 48), 6.0), "target": torch.rand(2, 3, 32, 48)}
+    calm = FillModule(FillNet(), ViewLoss(), consistency=1.0).train()
+    _, _, terms = calm.model_step(batch)
+    assert float(terms["consistency"].detach()) < 1e-6
+    module = FillModule(_net(), ViewLoss(), consistency=1.0).train()
+    _, total, terms = module.model_step(batch)
+    assert float(terms["consistency"].detach()) > 1e-3
+    total.backward()
+    assert float(module.model.head.weight.grad.abs().sum()) > 0
+    assert masked_change(warped, warped + 1, torch.zeros_like(holes)) == 0
+    _, _, terms = module.eval().model_step(batch)
+    assert "consistency" not in terms

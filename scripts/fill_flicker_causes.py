@@ -15,15 +15,14 @@ python scripts/fill_flicker_causes.py [--out OUT.json] [--weights FILL.safetenso
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from fill_oracle import whole_frame_windows  # this folder: the scripts run as python scripts/NAME.py
 
-import s3d.models.fill as fill_module
 from s3d.bench import converted_temporal, fill_flicker, still_disparity, stillest
 from s3d.config import PROJECT_ROOT, compose
 from s3d.convert import depth_backend, stereo_settings
@@ -32,26 +31,23 @@ from s3d.export import load_fill_net
 from s3d.io.video import decode_frames, probe_video
 from s3d.pipeline import select_device
 
-FRAMES = 150  # decoded from each clip's start; the stillest 24 of them are measured, as make bench does
-STILL = 24
-WHOLE = (1 << 14, 1 << 14)  # a window context larger than any frame
+FRAMES = 150  # decoded from each clip's start; the stillest conf/bench.yaml still_frames of them are measured
 
 
-def causes(clip: Path, conv, depth, net) -> dict[str, dict[str, float]]:
+def causes(clip: Path, conv, depth, net, still_frames: int) -> dict[str, dict[str, float]]:
     frames = np.stack([f.rgb for _, f in zip(range(FRAMES), decode_frames(probe_video(clip)))])
-    start, _ = stillest(frames, STILL)
-    still = frames[start : start + STILL]
+    start, _ = stillest(frames, still_frames)
+    still = frames[start : start + still_frames]
     settings = stereo_settings(conv)
     d = still_disparity(still, depth, settings, int(conv.batch_size), *converted_temporal(conv, depth)).cpu()
     out = {"as_bench": fill_flicker(still, d, settings, net)}
-    tiles, bf16 = fill_module.fill_tiles, net.bf16
+    bf16, net.bf16 = net.bf16, False
     try:
-        net.bf16 = False
         out["fp32"] = fill_flicker(still, d, settings, net)
-        fill_module.fill_tiles = functools.partial(tiles, context=WHOLE)
-        out["whole_frame"] = fill_flicker(still, d, settings, net)
+        with whole_frame_windows():
+            out["whole_frame"] = fill_flicker(still, d, settings, net)
     finally:
-        fill_module.fill_tiles, net.bf16 = tiles, bf16
+        net.bf16 = bf16
     out["depth_frozen"] = fill_flicker(still, d[:1].expand_as(d).contiguous(), settings, net)
     out["picture_frozen"] = fill_flicker(np.repeat(still[:1], len(still), 0), d, settings, net)
     return out
@@ -72,7 +68,7 @@ def main(argv: list[str]) -> None:
     net = load_fill_net(args.weights or PROJECT_ROOT / conv.fill_weights, device)
     results = {}
     for clip in args.clips:
-        results[clip.name] = causes(clip, conv, depth, net)
+        results[clip.name] = causes(clip, conv, depth, net, int(compose("bench").still_frames))
         for name, row in results[clip.name].items():
             print(f"{clip.name} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ import functools
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kornia
@@ -66,14 +68,21 @@ def run_sides(eye: torch.Tensor, real: torch.Tensor, holes: torch.Tensor) -> tor
     return out
 
 
-def whole_frame_learned(left: torch.Tensor, disparity: torch.Tensor, fill_net) -> torch.Tensor:
-    """The learned fill's eye with the whole frame as the window of every cell."""
+@contextmanager
+def whole_frame_windows() -> Iterator[None]:
+    """Inside, the learned fill runs with the whole frame as the window of every cell (the conversion's own path,
+    only its context widened); scripts/fill_flicker_causes.py uses it too."""
     tiles = fill_module.fill_tiles
     fill_module.fill_tiles = functools.partial(tiles, context=WHOLE)
     try:
-        return render_view_uint8(to_uint8(left), disparity, 1, "bicubic", "learned", fill_net).permute(0, 3, 1, 2).float() / 255
+        yield
     finally:
         fill_module.fill_tiles = tiles
+
+
+def rendered(left: torch.Tensor, disparity: torch.Tensor, fill: str, fill_net) -> torch.Tensor:
+    """The right eye as evaluate.py renders it: ``left (1, 3, H, W)`` float -> ``(1, 3, H, W)`` float."""
+    return render_view_uint8(to_uint8(left), disparity, 1, "bicubic", fill, fill_net).permute(0, 3, 1, 2).float() / 255
 
 
 def oracle_rows(sets: dict[str, list[str]]) -> dict:
@@ -88,11 +97,9 @@ def oracle_rows(sets: dict[str, list[str]]) -> dict:
                 left, right = load_rgb(lp), load_rgb(rp)
                 d = cached_teacher_disparity(teacher, Path(cfg.teacher), lp, rp, left, right, cfg.teacher_cache)
                 holes, _ = disocclusions(d)
-                eyes = {
-                    f: render_view_uint8(to_uint8(left), d, 1, "bicubic", f, fill_net).permute(0, 3, 1, 2).float() / 255
-                    for f in ("mirror", "smooth", "learned")
-                }
-                eyes["learned_whole_frame"] = whole_frame_learned(left, d, fill_net)
+                eyes = {f: rendered(left, d, f, fill_net) for f in ("mirror", "smooth", "learned")}
+                with whole_frame_windows():
+                    eyes["learned_whole_frame"] = rendered(left, d, "learned", fill_net)
                 eyes["oracle_run_mean"] = run_means(right, holes)
                 eyes["oracle_side"] = run_sides(eyes["mirror"], right, holes)
                 eyes["oracle_blur"] = kornia.filters.gaussian_blur2d(right, (4 * int(BLUR) + 1,) * 2, (BLUR, BLUR), border_type="replicate")
